@@ -1,0 +1,65 @@
+# Local AI Suite. `make run` and `make test` install whatever is missing first.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PHASE ?= p1
+ENV_FILE := $(if $(wildcard .env),.env,.env.example)
+COMPOSE := docker compose --env-file $(ENV_FILE)
+PYTEST_ARGS ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help install models run stop status urls test test-unit lint bench up-p1 up-p1-cpu down logs clean
+
+help: ## Show the targets
+	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "Python 3.11+ is required (found $$($(PYTHON) --version))"; exit 1; }
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --progress-bar on -e ".[all,test]"
+	@touch $(STAMP)
+
+install: $(STAMP) ## Create .venv and install the suite with every extra
+
+models: $(STAMP) ## Fetch and verify the bundled offline models into MODELS_DIR
+	$(BIN)/ai-suite models fetch
+
+run: models ## Start the suite natively on the embedded defaults and print the URLs
+	$(BIN)/ai-suite up $(PHASE)
+
+stop: ## Stop the native suite
+	@test -x $(BIN)/ai-suite && $(BIN)/ai-suite down || true
+
+status: ## Show the native services
+	$(BIN)/ai-suite status
+
+lint: $(STAMP) ## ruff and mypy
+	$(BIN)/ruff check services tests
+	$(BIN)/mypy
+
+test: models lint ## Install what is missing, then run every test
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+test-unit: models ## Only the fast in-process tests
+	$(BIN)/pytest -m "not integration" $(PYTEST_ARGS)
+
+bench: models ## Run the benchmarks; results go to docs/bench/
+	$(BIN)/python -m tests.bench
+
+up-p1: ## Docker: phase 1 with the NVIDIA GPU
+	$(COMPOSE) -f docker/compose.p1.yml -f docker/compose.p1.gpu.yml up -d --build
+
+up-p1-cpu: ## Docker: phase 1 on the CPU
+	$(COMPOSE) -f docker/compose.p1.yml up -d --build
+
+down: ## Docker: stop every phase
+	$(COMPOSE) -f docker/compose.p1.yml down
+
+logs: ## Docker: follow the logs
+	$(COMPOSE) -f docker/compose.p1.yml logs -f --tail=100
+
+clean: stop ## Remove the virtualenv and caches (keeps models and data)
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""Code shared by every service: settings, errors, logging, health, metrics, retry, HTTP."""

@@ -1,0 +1,1 @@
+"""The native runner (`ai-suite`): models, compose-driven process supervision."""
