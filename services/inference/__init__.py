@@ -1,0 +1,1 @@
+"""The inference service: one GGUF model behind an OpenAI-compatible API."""

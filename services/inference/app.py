@@ -1,0 +1,82 @@
+"""`create_app()` for the inference service: the model loads in the background behind /health."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from services.common.app_factory import harden
+from services.common.health import health_response
+from services.inference.api import router
+from services.inference.engine import ModelEngine
+from services.inference.metrics import InferenceMetrics
+from services.inference.scheduler import GenerationQueue
+from services.inference.settings import InferenceSettings
+from services.inference.state import InferenceState, inference_state
+from services.stack.models import require_model
+
+log = logging.getLogger(__name__)
+
+Loader = Callable[[InferenceSettings], ModelEngine]
+
+
+async def _load(state: InferenceState, loader: Loader) -> None:
+    try:
+        engine = await asyncio.to_thread(loader, state.settings)
+    except Exception as exc:  # llama.cpp reports a bad file as ValueError or RuntimeError
+        log.exception("could not load %s", state.settings.model_path())
+        state.load_error = str(exc) or type(exc).__name__
+        return
+    state.engine = engine
+    settings = state.settings
+    state.queue = GenerationQueue(engine, settings.max_queue, state.metrics, settings.stream_interval_ms / 1000)
+
+
+def _lifespan(loader: Loader) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        state: InferenceState = app.state.inference
+        # A missing file fails the start at once, with the fetch command in the message.
+        require_model(state.settings.model_path())
+        loading = asyncio.create_task(_load(state, loader))
+        try:
+            yield
+        finally:
+            # A load in progress cannot be interrupted; wait so the model is closed, not leaked.
+            await loading
+            if state.queue is not None:
+                await state.queue.close()
+            if state.engine is not None:
+                state.engine.close()
+
+    return lifespan
+
+
+def create_app(settings: InferenceSettings | None = None, *, loader: Loader = ModelEngine.load) -> FastAPI:
+    """Build the service; `loader` turns settings into a loaded engine (tests may gate it)."""
+    settings = settings or InferenceSettings()
+    app = FastAPI(title="Local AI Suite inference", lifespan=_lifespan(loader))
+    registry = harden(app, settings)
+    app.state.inference = InferenceState(settings=settings, metrics=InferenceMetrics.create(registry))
+    app.include_router(router)
+
+    @app.get("/health")
+    async def health(request: Request) -> JSONResponse:
+        state = inference_state(request)
+        model_state = state.model_state()
+        info = {
+            "model": settings.model_path().name,
+            "aliases": settings.aliases(),
+            "n_ctx": state.engine.n_ctx if state.engine else settings.n_ctx,
+            "queue_depth": state.queue.waiting if state.queue else 0,
+        }
+        if model_state == "loading":
+            info["status"] = "loading"
+        return health_response("inference", {"model": model_state}, info=info)
+
+    return app
