@@ -1,0 +1,1 @@
+"""The OpenAI-compatible API gateway: model names, `auto` routing, retries and failover."""

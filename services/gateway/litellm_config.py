@@ -1,0 +1,68 @@
+"""The LiteLLM proxy configuration, derived from the gateway settings alone."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import yaml
+
+from services.gateway.routing import ALIASES, CHAT, CODE, FALLBACKS
+from services.gateway.settings import GatewaySettings
+
+AUTO_HOOK = "services.gateway.litellm_hooks.auto_route"
+
+
+def build_litellm_config(settings: GatewaySettings) -> dict:
+    """model_list, router_settings and litellm_settings for the stock LiteLLM proxy."""
+    # The key itself never lands in the file: LiteLLM reads `os.environ/NAME` references at load time.
+    key_ref = "os.environ/BACKEND_API_KEY" if settings.backend_api_key else (
+        "os.environ/API_KEY" if settings.api_key else "none"
+    )
+    backends = {
+        CHAT: (settings.chat_api_base, settings.chat_backend_model),
+        CODE: (settings.code_api_base, settings.code_backend_model),
+    }
+    model_list = [
+        {
+            "model_name": name,
+            "litellm_params": {
+                "model": f"openai/{backend_model}",
+                "api_base": api_base.rstrip("/"),
+                "api_key": key_ref,
+                "timeout": settings.llm_request_timeout,
+                "max_retries": 0,
+            },
+        }
+        for name, (api_base, backend_model) in backends.items()
+    ]
+    return {
+        "model_list": model_list,
+        "router_settings": {
+            "num_retries": settings.max_retries,
+            "timeout": settings.llm_request_timeout,
+            "cooldown_time": settings.cooldown_seconds,
+            "allowed_fails": 1,
+            # LiteLLM looks fallbacks up by the requested group name, so each alias needs its own entry.
+            "fallbacks": [{name: list(targets)} for name, targets in FALLBACKS.items()]
+            + [{alias: list(FALLBACKS[target])} for alias, target in ALIASES.items()],
+            "model_group_alias": dict(ALIASES),
+        },
+        "litellm_settings": {
+            "request_timeout": settings.llm_request_timeout,
+            "telemetry": False,
+            "drop_params": True,
+            # `auto` is resolved by our classifier before LiteLLM routes the request.
+            "callbacks": [AUTO_HOOK],
+        },
+        "general_settings": {},
+    }
+
+
+def write_litellm_config(settings: GatewaySettings, path: Path) -> Path:
+    """Write the config as YAML, atomically, and return its path."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(yaml.safe_dump(build_litellm_config(settings), sort_keys=False))
+    os.replace(tmp, path)
+    return path

@@ -1,0 +1,69 @@
+"""Gateway settings, read from the environment and `.env`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+
+from services.common.settings import SuiteSettings
+
+
+class GatewaySettings(SuiteSettings):
+    """Ports, backends, timeouts and failover policy of the gateway."""
+
+    port: int = Field(8000, alias="API_GATEWAY_PORT", description="Port the gateway listens on.")
+    chat_api_base: str = Field(
+        "http://127.0.0.1:8001/v1", alias="CHAT_API_BASE", description="OpenAI base URL of the chat backend."
+    )
+    code_api_base: str = Field(
+        "http://127.0.0.1:8001/v1",
+        alias="CODE_API_BASE",
+        description="OpenAI base URL of the code backend (in p1 the chat backend serves both aliases).",
+    )
+    chat_backend_model: str = Field(
+        "chat-7b", alias="CHAT_BACKEND_MODEL", description="Model name the chat backend answers to."
+    )
+    code_backend_model: str = Field(
+        "code-7b", alias="CODE_BACKEND_MODEL", description="Model name the code backend answers to."
+    )
+    backend_api_key: str | None = Field(
+        None, alias="BACKEND_API_KEY", description="Bearer key sent to the backends; defaults to API_KEY."
+    )
+    llm_request_timeout: float = Field(
+        60.0, alias="LLM_REQUEST_TIMEOUT", gt=0,
+        description="Seconds a completion may take, retries and failover included (per-chunk gap when streaming).",
+    )
+    connect_timeout: float = Field(
+        2.0, alias="GATEWAY_CONNECT_TIMEOUT", gt=0, description="Seconds to wait for a backend connection."
+    )
+    max_retries: int = Field(
+        2, alias="GATEWAY_MAX_RETRIES", ge=0, description="Retries on the same backend before failing over."
+    )
+    cooldown_seconds: float = Field(
+        10.0, alias="GATEWAY_COOLDOWN_SECONDS", ge=0,
+        description="Seconds a failed backend is tried last, after the healthy ones.",
+    )
+    max_tokens_limit: int = Field(
+        32768, alias="GATEWAY_MAX_TOKENS_LIMIT", gt=0, description="Largest max_tokens the gateway accepts."
+    )
+    engine: Literal["fast", "litellm"] = Field(
+        "fast", alias="GATEWAY_ENGINE",
+        description="fast: in-process OpenAI passthrough; litellm: run the stock LiteLLM proxy with our config.",
+    )
+    litellm_offline_mode: bool = Field(
+        True, alias="LITELLM_OFFLINE_MODE", description="Keep LiteLLM from fetching model catalogs online."
+    )
+    litellm_config_path: Path | None = Field(
+        None, alias="GATEWAY_LITELLM_CONFIG",
+        description="Where the litellm engine writes its generated config (default DATA_DIR/gateway/litellm.yaml).",
+    )
+
+    @property
+    def upstream_key(self) -> str | None:
+        """The key sent to backends."""
+        return self.backend_api_key or self.api_key
+
+    def resolved_litellm_config_path(self) -> Path:
+        return self.litellm_config_path or self.data_dir / "gateway" / "litellm.yaml"
