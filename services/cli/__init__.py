@@ -1,0 +1,1 @@
+"""The `ai` command: ask the suite's gateway from any folder."""

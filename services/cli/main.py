@@ -1,0 +1,162 @@
+"""Entry point of the `ai` command: parse flags, ask once or start a session, map failures to exit codes."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from services.cli.exitcodes import MEANINGS, ExitCode
+
+if TYPE_CHECKING:
+    from services.cli.config import CliConfig
+    from services.cli.question import PipedInput
+    from services.cli.render import Notes
+
+# Heavy modules (httpx, rich) are imported inside functions so that `ai --help` starts fast.
+
+EXAMPLES = """\
+examples:
+  ai "what is a closure?"
+  ai --code "write a python function that reverses a list"
+  git diff | ai "review this"
+  ai < notes.txt > summary.md        piped output is plain text, ready for a file
+  ai -i                              a session: /code /chat /auto /model NAME /clear /exit
+
+environment (flags win; unset values are read from the suite's .env):
+  AI_GATEWAY_URL      gateway base URL (default http://127.0.0.1:${API_GATEWAY_PORT:-8000})
+  AI_API_KEY, API_KEY bearer key, only needed when the gateway requires one
+  AI_TIMEOUT          seconds to wait for an answer (default 120)
+  AI_MAX_TOKENS       default for --tokens
+"""
+
+
+def _epilog() -> str:
+    codes = "\n".join(f"  {int(code):<4}{meaning}" for code, meaning in MEANINGS.items())
+    return f"{EXAMPLES}\nexit codes:\n{codes}\n"
+
+
+def positive_int(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {value!r}") from None
+    if number <= 0:
+        raise argparse.ArgumentTypeError(f"must be greater than 0, got {number}")
+    return number
+
+
+def positive_float(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {value!r}") from None
+    if not number > 0:
+        raise argparse.ArgumentTypeError(f"must be greater than 0, got {value}")
+    return number
+
+
+def temperature(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {value!r}") from None
+    if not 0.0 <= number <= 2.0:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 2, got {value}")
+    return number
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ai",
+        description="Ask the Local AI Suite from any folder. The answer streams as it is written, rendered\n"
+        "as markdown on a terminal. The model (chat-7b or code-7b) is picked from the prompt and\n"
+        "piped input and shown on stderr, unless --code, --chat or --model picks it.",
+        epilog=_epilog(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("prompt", nargs="*", help="the question; piped standard input is sent along as context")
+    choice = parser.add_mutually_exclusive_group()
+    choice.add_argument("--code", dest="mode", action="store_const", const="code", help="use the code model")
+    choice.add_argument("--chat", dest="mode", action="store_const", const="chat", help="use the chat model")
+    choice.add_argument("--model", metavar="NAME", help="use this gateway model (e.g. auto, gpt-3.5-turbo)")
+    parser.set_defaults(mode="auto")
+    parser.add_argument("-i", "--interactive", action="store_true", help="start a session that keeps history")
+    parser.add_argument("--tokens", type=positive_int, metavar="N", help="longest answer, in tokens")
+    parser.add_argument("--temperature", type=temperature, metavar="T", help="sampling temperature, 0 to 2")
+    parser.add_argument("--url", help="gateway base URL (default: $AI_GATEWAY_URL)")
+    parser.add_argument("--timeout", type=positive_float, metavar="S", help="seconds to wait for an answer")
+    parser.add_argument("--raw", action="store_true", help="print plain text even on a terminal")
+    parser.add_argument("-q", "--quiet", action="store_true", help="do not show which model answers")
+    parser.add_argument("--no-stdin", action="store_true", help="ignore piped standard input")
+    return parser
+
+
+def _read_stdin(args: argparse.Namespace) -> PipedInput:
+    from services.cli.question import PipedInput, read_piped
+
+    stdin = sys.stdin
+    if args.no_stdin or stdin is None or stdin.closed or stdin.isatty():
+        return PipedInput("")
+    # errors="replace": binary or mis-encoded input must not crash the command.
+    if hasattr(stdin, "reconfigure"):
+        stdin.reconfigure(errors="replace")
+    return read_piped(stdin)
+
+
+def ask_once(
+    parser: argparse.ArgumentParser, args: argparse.Namespace, config: CliConfig, notes: Notes
+) -> ExitCode:
+    """Answer one question built from the prompt and piped input."""
+    from services.cli.ask import stream_answer
+    from services.cli.client import ChatRequest, GatewayClient
+    from services.cli.question import build_question, choose_model
+
+    prompt = " ".join(args.prompt).strip()
+    piped = _read_stdin(args)
+    if not prompt and not piped.text.strip():
+        parser.error("nothing to ask: give a prompt, pipe text in, or use --interactive")
+    if piped.truncated:
+        notes.warn(f"piped input cut to its first {len(piped.text):,} of {piped.original_chars:,} characters")
+    choice = choose_model(prompt, piped.text, args.mode, args.model)
+    if not args.quiet:
+        notes.say(choice.describe())
+    request = ChatRequest(
+        choice.model,
+        [{"role": "user", "content": build_question(prompt, piped.text)}],
+        config.max_tokens,
+        args.temperature,
+    )
+    markdown = not args.raw and sys.stdout.isatty()
+    with GatewayClient(config.url, config.api_key, config.timeout) as client:
+        code, _ = stream_answer(client, request, notes, markdown)
+    return code
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from services.cli import config as cli_config
+    from services.cli.render import Notes
+
+    try:
+        config = cli_config.resolve(args.url, args.timeout, args.tokens, cli_config.merged_env())
+    except ValueError as exc:
+        parser.error(str(exc))
+    notes = Notes()
+    try:
+        if args.interactive:
+            from services.cli.interactive import Session
+
+            return Session(config, args, notes).run(" ".join(args.prompt).strip())
+        return ask_once(parser, args, config, notes)
+    except KeyboardInterrupt:
+        sys.stdout.flush()
+        notes.say("\ninterrupted", "yellow")
+        return ExitCode.INTERRUPTED
+    except BrokenPipeError:
+        # The reader went away (`ai ... | head`); point stdout at /dev/null so the final flush is quiet.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return ExitCode.OK
