@@ -58,7 +58,10 @@ def write_report(result: dict, out_dir: Path) -> None:
         f"(target at least 97%: {_verdict(svc_ratio >= 0.97)}).",
         "",
         "`in-process` is `llama_cpp.Llama.create_chat_completion(stream=True)` in the benchmark process; `direct` is "
-        "the inference service over HTTP; `gateway` goes through the suite gateway to the same service.",
+        "the inference service over HTTP; `gateway` goes through the suite gateway to the same service. "
+        f"llama.cpp used {result['settings'].get('threads', '?')} threads on both sides. Decode tokens/s runs from "
+        "the first to the last content chunk; the service groups tokens that arrive within `STREAM_INTERVAL_MS` "
+        "(20 ms) into one chunk, so token counts come from the stream's usage chunk.",
         "",
     ]
     (out_dir / "phase1.md").write_text("\n".join(lines))
