@@ -202,7 +202,10 @@ def fetch_profile(profile: str, models_dir: Path) -> list[Path]:
             meta = get_hf_file_metadata(hf_hub_url(item.repo_id, item.filename))
             cached = hf_hub_download(item.repo_id, item.filename)
         except Exception as exc:  # the hub client raises many network error types
-            raise ModelFetchError(f"could not download {item.repo_id}/{item.filename}: {exc}") from exc
+            raise ModelFetchError(
+                f"could not download {item.repo_id}/{item.filename}: {exc}. Without a reachable hub, copy "
+                f"{item.dest} into {models_dir} yourself."
+            ) from exc
         expected = (meta.etag or "").strip('"')
         if len(expected) == 64 and sha256_file(Path(cached)) != expected:
             raise ModelFetchError(f"sha256 mismatch for {item.filename}")
