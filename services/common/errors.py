@@ -59,6 +59,14 @@ class PayloadTooLarge(SuiteError):
     code = "payload_too_large"
 
 
+class InvalidInput(SuiteError):
+    """The request is well-formed but a value in it cannot be processed (an empty text, say)."""
+
+    status = 422
+    type = "invalid_request_error"
+    code = "invalid_input"
+
+
 class ServiceUnavailable(SuiteError):
     """A dependency is down or the service is saturated; the client may retry."""
 

@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse, Response
 from services.common.app_factory import harden
 from services.common.health import health_response
 from services.common.httpclient import make_client
+from services.gateway.embeddings import EmbeddingForwarder
 from services.gateway.proxy import Forwarder, GatewayMetrics, describe_transport_error
 from services.gateway.routing import CHAT, CODE, PUBLIC_NAMES, Cooldowns, Deployment, Router, resolve
 from services.gateway.settings import GatewaySettings
@@ -30,6 +31,7 @@ class GatewayState:
     client: httpx.AsyncClient
     forwarder: Forwarder
     router: Router
+    embeddings: EmbeddingForwarder
 
 
 def deployments_from(settings: GatewaySettings) -> dict[str, Deployment]:
@@ -73,7 +75,8 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         assert metrics is not None
         client = make_client(settings.llm_request_timeout, settings.connect_timeout)
-        app.state.gateway = GatewayState(settings, client, Forwarder(client, router, settings, metrics), router)
+        app.state.gateway = GatewayState(settings, client, Forwarder(client, router, settings, metrics), router,
+                                         EmbeddingForwarder(client, settings))
         try:
             yield
         finally:
@@ -97,6 +100,9 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     async def completions(request: Request) -> Response:
         return await complete(request, "completion", "/completions")
 
+    async def embeddings(request: Request) -> Response:
+        return await state(request).embeddings.forward(await request.body())
+
     async def list_models() -> JSONResponse:
         return JSONResponse(models_payload())
 
@@ -104,6 +110,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     for prefix in ("/v1", ""):
         app.add_api_route(f"{prefix}/chat/completions", chat_completions, methods=["POST"])
         app.add_api_route(f"{prefix}/completions", completions, methods=["POST"])
+        app.add_api_route(f"{prefix}/embeddings", embeddings, methods=["POST"])
         app.add_api_route(f"{prefix}/models", list_models, methods=["GET"])
 
     @app.get("/health")

@@ -28,6 +28,21 @@ class GatewaySettings(SuiteSettings):
     code_backend_model: str = Field(
         "code-7b", alias="CODE_BACKEND_MODEL", description="Model name the code backend answers to."
     )
+    embedding_api_base: str = Field(
+        "http://127.0.0.1:8003/v1", alias="EMBEDDING_API_BASE",
+        description="OpenAI base URL of the embedding service (/v1/embeddings is forwarded there).",
+    )
+    embedding_model: str = Field(
+        "sentence-transformers/all-MiniLM-L6-v2", alias="EMBEDDING_MODEL",
+        description="The embedding service's model; it, its short name and `embedding` route there.",
+    )
+    embedding_model_alias: str = Field(
+        "embedding,text-embedding-ada-002", alias="EMBEDDING_MODEL_ALIAS",
+        description="Comma-separated extra names routed to the embedding service.",
+    )
+    embedding_timeout: float = Field(
+        30.0, alias="EMBEDDING_TIMEOUT", gt=0, description="Seconds an embeddings request may take."
+    )
     backend_api_key: str | None = Field(
         None, alias="BACKEND_API_KEY", description="Bearer key sent to the backends; defaults to API_KEY."
     )

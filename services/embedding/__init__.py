@@ -1,0 +1,1 @@
+"""Embedding service: FastEmbed (ONNX) behind `/embed` and OpenAI `/v1/embeddings`."""

@@ -1,0 +1,66 @@
+"""The service's typed state: settings, metrics, the model once loaded, and the one-batch-at-a-time gate."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import anyio
+import anyio.to_thread
+from fastapi import Request
+
+from services.common.errors import ServiceUnavailable
+from services.embedding.engine import Embedded, EmbeddingEngine
+from services.embedding.metrics import EmbeddingMetrics
+from services.embedding.settings import EmbeddingSettings
+
+
+@dataclass
+class EmbeddingState:
+    settings: EmbeddingSettings
+    metrics: EmbeddingMetrics
+    engine: EmbeddingEngine | None = None
+    load_error: str | None = None
+    pending: int = 0
+    # ONNX Runtime already spreads one batch over every thread; a second batch at once would only fight it.
+    gate: anyio.CapacityLimiter = field(default_factory=lambda: anyio.CapacityLimiter(1))
+
+    def model_state(self) -> str:
+        if self.load_error:
+            return f"failed: {self.load_error}"
+        return "ok" if self.engine is not None else "loading"
+
+    def ready(self) -> EmbeddingEngine:
+        """The loaded engine; 503 while it loads or after it failed to load."""
+        if self.engine is None:
+            if self.load_error:
+                raise ServiceUnavailable(f"the embedding model failed to load: {self.load_error}", retry_after=30,
+                                         code="model_load_failed")
+            raise ServiceUnavailable("the embedding model is still loading", retry_after=2, code="model_loading")
+        return self.engine
+
+    async def embed(self, texts: list[str], count_tokens: bool = False) -> Embedded:
+        """Run one batch call in a worker thread, behind the gate; 503 when too many already wait."""
+        engine = self.ready()
+        if self.pending > self.settings.max_queue:
+            self.metrics.rejected.inc()
+            raise ServiceUnavailable(
+                f"the embedding service is busy ({self.pending} requests ahead)", retry_after=1, code="queue_full"
+            )
+        self.pending += 1
+        self.metrics.queue_depth.set(self.pending)
+        try:
+            async with self.gate:
+                started = time.perf_counter()
+                result = await anyio.to_thread.run_sync(engine.embed, texts, count_tokens)
+                self.metrics.batch_seconds.observe(time.perf_counter() - started)
+        finally:
+            self.pending -= 1
+            self.metrics.queue_depth.set(self.pending)
+        self.metrics.texts.inc(len(texts))
+        return result
+
+
+def embedding_state(request: Request) -> EmbeddingState:
+    state: EmbeddingState = request.app.state.embedding
+    return state

@@ -1,0 +1,70 @@
+"""`/v1/embeddings`: checked for a known model name, then passed through to the embedding service as raw bytes."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+from fastapi.responses import Response
+
+from services.common.errors import BadRequest, ModelNotFound, ServiceUnavailable, UpstreamTimeout
+from services.gateway.proxy import PASSED_HEADERS, describe_transport_error
+from services.gateway.settings import GatewaySettings
+
+RETRY_AFTER = 2
+
+
+def embedding_model_names(settings: GatewaySettings) -> list[str]:
+    """The names routed to the embedding service: `embedding`, the model, its short name, the aliases."""
+    model = settings.embedding_model
+    names = ["embedding", model, model.rsplit("/", 1)[-1]]
+    names += [name.strip() for name in settings.embedding_model_alias.split(",") if name.strip()]
+    return list(dict.fromkeys(names))
+
+
+def check_embedding_body(raw: bytes, names: list[str]) -> None:
+    """Refuse a body without a JSON object, or with a model the embedding service does not serve."""
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise BadRequest("request body is not valid JSON", code="invalid_json") from None
+    if not isinstance(body, dict):
+        raise BadRequest("request body must be a JSON object")
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
+        raise BadRequest("model is required and must be a string", param="model")
+    if model not in names:
+        raise ModelNotFound(f"model {model!r} is not an embedding model; valid models: {', '.join(names)}",
+                            param="model")
+
+
+class EmbeddingForwarder:
+    """One attempt per request: embeddings are cheap to retry on the client's side, and there is no fallback."""
+
+    def __init__(self, client: httpx.AsyncClient, settings: GatewaySettings) -> None:
+        self.client = client
+        self.url = settings.embedding_api_base.rstrip("/") + "/embeddings"
+        self.timeout = httpx.Timeout(settings.embedding_timeout, connect=settings.connect_timeout)
+        self.names = embedding_model_names(settings)
+        self.headers = {"content-type": "application/json", "accept-encoding": "identity"}
+        if settings.upstream_key:
+            self.headers["authorization"] = f"Bearer {settings.upstream_key}"
+
+    async def forward(self, raw: bytes) -> Response:
+        check_embedding_body(raw, self.names)
+        try:
+            upstream = await self.client.post(self.url, content=raw, headers=self.headers, timeout=self.timeout)
+        except httpx.TimeoutException as exc:
+            raise UpstreamTimeout(
+                f"the embedding service at {self.url} did not answer within EMBEDDING_TIMEOUT="
+                f"{self.timeout.read:g}s", retry_after=RETRY_AFTER,
+            ) from exc
+        except httpx.TransportError as exc:
+            raise ServiceUnavailable(
+                f"the embedding service at {self.url} is not reachable: {describe_transport_error(exc)}",
+                retry_after=RETRY_AFTER, code="embedding_unavailable",
+            ) from exc
+        headers = {k: upstream.headers[k] for k in PASSED_HEADERS if k in upstream.headers}
+        if upstream.status_code == 503 and "retry-after" not in headers:
+            headers["retry-after"] = str(RETRY_AFTER)
+        return Response(upstream.content, status_code=upstream.status_code, headers=headers)
