@@ -1,0 +1,1 @@
+"""RAG service: indexing and question answering with cited sources."""

@@ -1,0 +1,1 @@
+"""HTTP routes of the RAG service, thin over indexing, retrieval and answer."""

@@ -1,0 +1,102 @@
+"""Dense Qdrant search plus BM25, fused by reciprocal rank, with chunk text from postgres."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from typing import Any
+from uuid import UUID
+
+from services.common.errors import NotFound
+from services.rag.fusion import reciprocal_rank_fusion
+from services.rag.state import RagState
+
+# Each half returns this many candidates per wanted result, so fusion has room to reorder.
+CANDIDATES_PER_RESULT = 4
+MIN_CANDIDATES = 20
+# A few spare ids cover vectors whose postgres rows are gone (an interrupted delete).
+SPARE = 3
+
+
+@dataclass(frozen=True)
+class Hit:
+    chunk_id: UUID
+    document_id: str
+    document: str
+    chunk: int
+    score: float
+    text: str
+    token_count: int
+
+    def source(self) -> dict[str, Any]:
+        return {"document": self.document, "document_id": self.document_id, "chunk": self.chunk,
+                "score": round(self.score, 6), "text": self.text}
+
+
+@dataclass
+class Timings:
+    embed_ms: float = 0.0
+    vector_ms: float = 0.0
+    bm25_ms: float = 0.0
+    postgres_ms: float = 0.0
+    total_ms: float = 0.0
+
+    def as_dict(self) -> dict[str, float]:
+        return {key: round(value, 3) for key, value in vars(self).items()}
+
+
+def _ms(since: float) -> float:
+    return (time.perf_counter() - since) * 1000
+
+
+async def retrieve(state: RagState, collection: str, query: str, top_k: int, hybrid: bool
+                   ) -> tuple[list[Hit], Timings]:
+    """The `top_k` best chunks for `query`; 404 when the collection does not exist."""
+    started = time.perf_counter()
+    timings = Timings()
+
+    async def exists() -> bool:
+        t = time.perf_counter()
+        found = await state.pg.collection_exists(collection)
+        timings.postgres_ms += _ms(t)
+        return found
+
+    async def embed() -> list[float]:
+        t = time.perf_counter()
+        vectors = (await state.embedder.embed([query])).vectors
+        timings.embed_ms = _ms(t)
+        return vectors[0]
+
+    # the existence check overlaps the embedding call instead of adding to it
+    found, vector = await asyncio.gather(exists(), embed())
+    if not found:
+        raise NotFound(f"collection {collection!r} does not exist", code="collection_not_found",
+                       param="collection")
+    candidates = max(top_k * CANDIDATES_PER_RESULT, MIN_CANDIDATES)
+    t = time.perf_counter()
+    dense = await state.vectors.search(collection, vector, candidates)
+    timings.vector_ms = _ms(t)
+    scores = {chunk_id: score for chunk_id, score in dense}
+    ranked: list[tuple[UUID, float]] = dense
+    if hybrid:
+        t = time.perf_counter()
+        index = state.bm25.get(collection)
+        sparse = index.search(state.text_tools()[0].bm25_terms(query), candidates) if index is not None else []
+        fused = reciprocal_rank_fusion([[str(chunk_id) for chunk_id, _ in dense], [cid for cid, _ in sparse]])
+        ranked = [(UUID(cid), score) for cid, score in fused]
+        timings.bm25_ms = _ms(t)
+    wanted = ranked[:top_k + SPARE]
+    t = time.perf_counter()
+    rows = await state.pg.fetch_chunks([chunk_id for chunk_id, _ in wanted])
+    timings.postgres_ms += _ms(t)
+    hits = [
+        Hit(chunk_id, row["document_id"], row["path"], row["chunk_index"], score if hybrid else scores[chunk_id],
+            row["text"], row["token_count"])
+        for chunk_id, score in wanted
+        if (row := rows.get(chunk_id)) is not None
+    ][:top_k]
+    timings.total_ms = _ms(started)
+    for stage in ("embed", "vector", "bm25", "postgres"):
+        state.metrics.retrieval_seconds.labels(stage).observe(getattr(timings, f"{stage}_ms") / 1000)
+    return hits, timings
