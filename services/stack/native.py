@@ -126,7 +126,8 @@ def _health(service: Mapping[str, Any], name: str, mapping: Mapping[str, Path],
     native = service.get(NATIVE_KEY) or {}
     if native.get("health_url"):
         return map_hosts(str(native["health_url"]), names), None
-    test = (service.get("healthcheck") or {}).get("test")
+    # x-native.healthcheck replaces the container's (e.g. pg_isready is not on the host's PATH)
+    test = (native.get("healthcheck") or service.get("healthcheck") or {}).get("test")
     if not test or test == ["NONE"]:
         return None, None
     if isinstance(test, str) or test[0] != "CMD":

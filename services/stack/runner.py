@@ -60,11 +60,20 @@ class ServiceStatus:
 
 
 def compose_files(phase: str, root: Path = ROOT, gpu: bool = False) -> list[Path]:
-    """docker/compose.<phase>.yml, plus the GPU overlay when asked."""
+    """The files of a phase in `-f` order: each phase up to this one, each followed by its GPU overlay if asked.
+
+    A later phase is an overlay on the earlier ones (docs/adr/0003-phase-composition.md).
+    """
     if phase not in PHASES:
         raise StackError(f"unknown phase {phase!r}; choose one of {', '.join(PHASES)}")
-    files = [root / "docker" / f"compose.{phase}.yml"]
-    return files + [root / "docker" / f"compose.{phase}.gpu.yml"] if gpu else files
+    files = []
+    for step in PHASES[: PHASES.index(phase) + 1]:
+        files.append(root / "docker" / f"compose.{step}.yml")
+        overlay = root / "docker" / f"compose.{step}.gpu.yml"
+        # a phase that adds nothing GPU-bound has no overlay; p1's is always required with --gpu
+        if gpu and (overlay.is_file() or step == PHASES[0]):
+            files.append(overlay)
+    return files
 
 
 def load_variables(env: Mapping[str, str] | None, env_file: Path | None) -> dict[str, str]:
@@ -113,6 +122,9 @@ class Stack:
         """Named URLs (x-native.urls) followed by each service's base URL."""
         named = interpolate((self.doc.get(NATIVE_KEY) or {}).get("urls") or {}, self.variables)
         for name in self.order:
+            own_url = ((self.doc["services"][name].get(NATIVE_KEY) or {}).get("url"))
+            if own_url:  # e.g. postgresql://, which the http:// default below would misstate
+                named.setdefault(name, str(own_url))
             for port in self.services[name].ports:
                 named.setdefault(name, f"http://{port.host_ip}:{port.port}")
         return named

@@ -148,3 +148,17 @@ def test_map_helpers() -> None:
     assert map_path("/models", {"/models": Path("/m")}) == "/m"
     assert map_path("relative/models", {"/models": Path("/m")}) == "relative/models"
     assert map_hosts("ws://qdrant/x", {"qdrant"}) == "ws://127.0.0.1/x"
+
+
+def test_native_healthcheck_replaces_the_containers(tmp_path: Path) -> None:
+    services = build({
+        "db": svc(healthcheck={"test": ["CMD", "pg_isready", "-p", "5432"]},
+                  volumes=[f"{tmp_path}/pg:/var/lib/postgresql/data"],
+                  **{"x-native": {"healthcheck": {"test": ["CMD", "python", "-m", "db", "--check",
+                                                          "/var/lib/postgresql/data"]}}}),
+        "plain": svc(healthcheck={"test": ["CMD", "pg_isready"]}),
+    })
+    assert services["db"].health_argv == [sys.executable, "-m", "db", "--check", f"{tmp_path}/pg"]
+    assert services["plain"].health_argv == ["pg_isready"]
+    with pytest.raises(ComposeError, match="CMD"):
+        build({"db": svc(**{"x-native": {"healthcheck": {"test": "pg_isready"}}})})
