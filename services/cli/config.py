@@ -11,7 +11,8 @@ DEFAULT_PORT = "8000"
 DEFAULT_TIMEOUT = 120.0
 # The repository root of an editable install; `ai` runs from any folder, so the cwd's .env is not ours.
 SUITE_ENV_FILE = Path(__file__).resolve().parents[2] / ".env"
-KEYS = ("AI_GATEWAY_URL", "API_GATEWAY_PORT", "AI_API_KEY", "API_KEY", "AI_TIMEOUT", "AI_MAX_TOKENS")
+KEYS = ("AI_GATEWAY_URL", "API_GATEWAY_PORT", "AI_API_KEY", "API_KEY", "AI_TIMEOUT", "AI_MAX_TOKENS",
+        "AI_RAG_URL", "RAG_PORT", "DATA_DIR", "DOCUMENTS_DIR")
 
 
 @dataclass(frozen=True)

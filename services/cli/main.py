@@ -6,6 +6,7 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from services.cli.exitcodes import MEANINGS, ExitCode
@@ -24,12 +25,17 @@ examples:
   git diff | ai "review this"
   ai < notes.txt > summary.md        piped output is plain text, ready for a file
   ai -i                              a session: /code /chat /auto /model NAME /clear /exit
+  ai --index ~/notes --collection notes    index a file or folder into the RAG service (progress bar)
+  ai --rag "how do I read a file?" --collection notes    answer from indexed documents, with sources
 
 environment (flags win; unset values are read from the suite's .env):
   AI_GATEWAY_URL      gateway base URL (default http://127.0.0.1:${API_GATEWAY_PORT:-8000})
   AI_API_KEY, API_KEY bearer key, only needed when the gateway requires one
   AI_TIMEOUT          seconds to wait for an answer (default 120)
   AI_MAX_TOKENS       default for --tokens
+  AI_RAG_URL          RAG service base URL (default http://127.0.0.1:${RAG_PORT:-8002})
+  DOCUMENTS_DIR       the RAG service's document folder (default ${DATA_DIR}/documents); files under it are
+                      indexed by path, other files are uploaded
 """
 
 
@@ -91,6 +97,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--raw", action="store_true", help="print plain text even on a terminal")
     parser.add_argument("-q", "--quiet", action="store_true", help="do not show which model answers")
     parser.add_argument("--no-stdin", action="store_true", help="ignore piped standard input")
+    rag = parser.add_argument_group("documents (the RAG service, phase 2)")
+    rag_action = rag.add_mutually_exclusive_group()
+    rag_action.add_argument("--index", metavar="PATH", type=Path, help="index a file or folder, with a progress bar")
+    rag_action.add_argument("--rag", metavar="QUESTION", help="answer from indexed documents, then list the sources")
+    rag.add_argument("--collection", metavar="NAME", default="default", help="collection to use (default: default)")
     return parser
 
 
@@ -135,6 +146,36 @@ def ask_once(
     return code
 
 
+def rag_command(
+    parser: argparse.ArgumentParser, args: argparse.Namespace, config: CliConfig, notes: Notes
+) -> ExitCode:
+    """`--index PATH` or `--rag QUESTION` against the RAG service."""
+    from services.cli import config as cli_config
+    from services.cli import rag
+
+    if args.interactive:
+        parser.error("--index and --rag cannot be combined with --interactive")
+    env = cli_config.merged_env()
+    url = rag.rag_url(env)
+    try:
+        with rag.RagClient(url, config.api_key, config.timeout) as client:
+            if args.index is not None:
+                if args.prompt:
+                    parser.error("--index takes one PATH; quote paths that contain spaces")
+                return rag.run_index(client, args.index, args.collection, rag.documents_root(env), notes)
+            question = " ".join([args.rag, *args.prompt]).strip()
+            if not question:
+                parser.error("--rag needs a question")
+            markdown = not args.raw and sys.stdout.isatty()
+            return rag.run_query(client, question, args.collection, markdown, notes)
+    except rag.RagUnreachable:
+        notes.error(f"the RAG service is not reachable at {url}: start it with `make run` or `ai-suite up p2`")
+        return ExitCode.UNREACHABLE
+    except rag.RagError as exc:
+        notes.error(str(exc))
+        return ExitCode.API_ERROR
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -147,6 +188,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(str(exc))
     notes = Notes()
     try:
+        if args.index is not None or args.rag is not None:
+            return rag_command(parser, args, config, notes)
         if args.interactive:
             from services.cli.interactive import Session
 
