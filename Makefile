@@ -10,7 +10,7 @@ COMPOSE := docker compose --env-file $(ENV_FILE)
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install models run stop status urls test test-unit lint bench up-p1 up-p1-cpu down logs clean
+.PHONY: help install models run stop status test test-unit lint bench up-p1 up-p1-cpu up-p2 up-p2-cpu down logs clean
 
 help: ## Show the targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
@@ -49,17 +49,28 @@ test-unit: models ## Only the fast in-process tests
 bench: models ## Run the benchmarks; results go to docs/bench/
 	$(BIN)/python -m tests.bench
 
+P1_FILES := -f docker/compose.p1.yml
+P1_GPU := $(P1_FILES) -f docker/compose.p1.gpu.yml
+P2_FILES := $(P1_FILES) -f docker/compose.p2.yml
+P2_GPU := $(P1_GPU) -f docker/compose.p2.yml -f docker/compose.p2.gpu.yml
+
 up-p1: ## Docker: phase 1 with the NVIDIA GPU
-	$(COMPOSE) -f docker/compose.p1.yml -f docker/compose.p1.gpu.yml up -d --build
+	$(COMPOSE) $(P1_GPU) up -d --build
 
 up-p1-cpu: ## Docker: phase 1 on the CPU
-	$(COMPOSE) -f docker/compose.p1.yml up -d --build
+	$(COMPOSE) $(P1_FILES) up -d --build
+
+up-p2: ## Docker: phase 2 (RAG, second model) with the NVIDIA GPU
+	$(COMPOSE) $(P2_GPU) up -d --build
+
+up-p2-cpu: ## Docker: phase 2 on the CPU
+	$(COMPOSE) $(P2_FILES) up -d --build
 
 down: ## Docker: stop every phase
-	$(COMPOSE) -f docker/compose.p1.yml down
+	$(COMPOSE) $(P2_FILES) down
 
 logs: ## Docker: follow the logs
-	$(COMPOSE) -f docker/compose.p1.yml logs -f --tail=100
+	$(COMPOSE) $(P2_FILES) logs -f --tail=100
 
 clean: stop ## Remove the virtualenv and caches (keeps models and data)
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
