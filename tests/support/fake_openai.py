@@ -33,6 +33,7 @@ class Behaviour:
     chunk_delay_s: float = 0.0  # wait between stream chunks
     streams_abandoned: int = 0  # streams closed before their end (client went away)
     health_status: int = 200
+    max_prompt_chars: int | None = None  # longer chat prompts get 400 context_length_exceeded, like a model
     seen: list[dict] = field(default_factory=list)
     seen_headers: list[dict] = field(default_factory=list)
 
@@ -72,6 +73,11 @@ def create_fake_app(behaviour: Behaviour) -> FastAPI:
         behaviour.seen_headers.append(dict(request.headers))
         if behaviour.delay_s:
             await asyncio.sleep(behaviour.delay_s)
+        prompt_chars = sum(len(str(m.get("content") or "")) for m in body.get("messages") or [])
+        if behaviour.max_prompt_chars is not None and prompt_chars > behaviour.max_prompt_chars:
+            error = {"error": {"message": f"the prompt is {prompt_chars} characters", "code": "context_length_exceeded",
+                               "type": "invalid_request_error", "param": "messages"}}
+            return JSONResponse(error, status_code=400)
         if behaviour.status is not None:
             error = {"error": {"message": f"{behaviour.name} says {behaviour.status}", "type": "fake",
                                "code": "fake_error"}}

@@ -10,7 +10,7 @@ from fastapi import APIRouter
 from fastapi.responses import StreamingResponse
 
 from services.common.errors import BadRequest, PayloadTooLarge, SuiteError
-from services.rag.answer import build_messages, context_hits, stream_answer
+from services.rag.answer import complete_within_window, context_hits, stream_answer
 from services.rag.api.documents import Ready
 from services.rag.api.schemas import PrewarmRequest, QueryRequest, QueryResponse, SearchRequest, SearchResponse
 from services.rag.retrieval import Hit, Timings, retrieve
@@ -77,7 +77,7 @@ async def query(body: QueryRequest, state: Ready) -> Any:
         return StreamingResponse(stream_answer(state, question, packed, done), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
     t = time.perf_counter()
-    answer = await state.gateway.complete(build_messages(question, packed))
+    answer, packed = await complete_within_window(state, question, packed)
     state.metrics.answer_seconds.observe(time.perf_counter() - t)
     await _log(state, "query", body, hybrid, packed, started)
     return {"answer": answer, "sources": [hit.source() for hit in packed], "collection": body.collection,

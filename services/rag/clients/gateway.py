@@ -18,8 +18,16 @@ class GatewayError(SuiteError):
     code = "gateway_error"
 
 
+class ContextTooLong(GatewayError):
+    """The prompt does not fit the answering model's context window."""
+
+    code = "context_length_exceeded"
+
+
 def _failure(response_status: int, text: str) -> SuiteError:
     message = f"the gateway answered HTTP {response_status}: {text[:300]}"
+    if response_status == 400 and "context_length_exceeded" in text:
+        return ContextTooLong(message)
     if response_status in (429, 502, 503, 504):
         return ServiceUnavailable(message, retry_after=5, code="gateway_unavailable")
     return GatewayError(message)
