@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-PHASE ?= p1
+PHASE ?= p2
 ENV_FILE := $(if $(wildcard .env),.env,.env.example)
 COMPOSE := docker compose --env-file $(ENV_FILE)
 PYTEST_ARGS ?=
@@ -48,6 +48,8 @@ test-unit: models ## Only the fast in-process tests
 
 bench: models ## Run the benchmarks; results go to docs/bench/
 	$(BIN)/python -m tests.bench
+	$(BIN)/python -m tests.bench.embedding
+	$(BIN)/python -m tests.bench.rag
 
 P1_FILES := -f docker/compose.p1.yml
 P1_GPU := $(P1_FILES) -f docker/compose.p1.gpu.yml
