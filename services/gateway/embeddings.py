@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
-
 import httpx
 from fastapi.responses import Response
 
-from services.common.errors import BadRequest, ModelNotFound, ServiceUnavailable, UpstreamTimeout
+from services.common.errors import ModelNotFound, ServiceUnavailable, UpstreamTimeout
 from services.gateway.proxy import PASSED_HEADERS, describe_transport_error
 from services.gateway.settings import GatewaySettings
+from services.gateway.validation import parse_model_request
 
 RETRY_AFTER = 2
 
@@ -24,15 +23,7 @@ def embedding_model_names(settings: GatewaySettings) -> list[str]:
 
 def check_embedding_body(raw: bytes, names: list[str]) -> None:
     """Refuse a body without a JSON object, or with a model the embedding service does not serve."""
-    try:
-        body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        raise BadRequest("request body is not valid JSON", code="invalid_json") from None
-    if not isinstance(body, dict):
-        raise BadRequest("request body must be a JSON object")
-    model = body.get("model")
-    if not isinstance(model, str) or not model:
-        raise BadRequest("model is required and must be a string", param="model")
+    model = parse_model_request(raw)["model"]
     if model not in names:
         raise ModelNotFound(f"model {model!r} is not an embedding model; valid models: {', '.join(names)}",
                             param="model")

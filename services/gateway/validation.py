@@ -11,8 +11,8 @@ Endpoint = Literal["chat", "completion"]
 TOKEN_FIELDS = ("max_tokens", "max_completion_tokens")
 
 
-def parse_body(raw: bytes, endpoint: Endpoint, max_tokens_limit: int) -> dict:
-    """Parse and check a request body; raises BadRequest with an OpenAI-style message."""
+def parse_model_request(raw: bytes) -> dict:
+    """A JSON object with a non-empty string `model`, or BadRequest."""
     try:
         body = json.loads(raw)
     except (ValueError, UnicodeDecodeError):
@@ -22,6 +22,12 @@ def parse_body(raw: bytes, endpoint: Endpoint, max_tokens_limit: int) -> dict:
     model = body.get("model")
     if not isinstance(model, str) or not model:
         raise BadRequest("model is required and must be a string", param="model")
+    return body
+
+
+def parse_body(raw: bytes, endpoint: Endpoint, max_tokens_limit: int) -> dict:
+    """Parse and check a request body; raises BadRequest with an OpenAI-style message."""
+    body = parse_model_request(raw)
     if endpoint == "chat":
         _check_messages(body.get("messages"))
     else:
