@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 from uuid import UUID
 
+import numpy as np
 from qdrant_client import AsyncQdrantClient
 from qdrant_client.http import models as qm
 from qdrant_client.http.exceptions import UnexpectedResponse
@@ -31,6 +32,13 @@ class Point:
 
 def qdrant_name(collection: str) -> str:
     return PREFIX + collection
+
+
+def unit_length(vector: Sequence[float]) -> list[float]:
+    """Scale to length 1, so a dot product is the cosine similarity."""
+    array = np.asarray(vector, dtype=np.float32)
+    norm = float(np.linalg.norm(array))
+    return (array / norm).tolist() if norm > 0 else array.tolist()
 
 
 class VectorStore:
@@ -108,14 +116,16 @@ class VectorStore:
             name = qdrant_name(collection)
             if await client.collection_exists(name):
                 return
-            await client.create_collection(name, vectors_config=qm.VectorParams(size=dim, distance=qm.Distance.COSINE))
+            # vectors are stored at unit length, so DOT ranks like COSINE without renormalising every
+            # stored vector per query (embedded Qdrant scans them all)
+            await client.create_collection(name, vectors_config=qm.VectorParams(size=dim, distance=qm.Distance.DOT))
 
         await self._run(create)
 
     async def upsert(self, collection: str, points: Sequence[Point]) -> None:
         if not points:
             return
-        structs = [qm.PointStruct(id=str(p.id), vector=p.vector, payload=p.payload) for p in points]
+        structs = [qm.PointStruct(id=str(p.id), vector=unit_length(p.vector), payload=p.payload) for p in points]
         await self._run(lambda client: client.upsert(qdrant_name(collection), points=structs, wait=True))
 
     async def set_chunk_index(self, collection: str, moved: dict[UUID, int]) -> None:
@@ -152,6 +162,8 @@ class VectorStore:
         await self._run(lambda client: client.delete_collection(qdrant_name(collection)))
 
     async def search(self, collection: str, vector: list[float], limit: int) -> list[tuple[UUID, float]]:
+        vector = unit_length(vector)
+
         async def query(client: AsyncQdrantClient) -> list[tuple[UUID, float]]:
             try:
                 result = await client.query_points(qdrant_name(collection), query=vector, limit=limit,
