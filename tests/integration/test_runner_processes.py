@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import textwrap
 import urllib.request
 from pathlib import Path
@@ -13,6 +12,7 @@ import yaml
 
 from services.stack.cli import main
 from services.stack.runner import ServiceFailed, Stack
+from tests.support.procs import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -39,12 +39,6 @@ SERVER = textwrap.dedent('''
     print("serving on", port, flush=True)
     http.server.HTTPServer(("127.0.0.1", port), Handler).serve_forever()
 ''')
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def web(port_var: str, **extra: object) -> dict:

@@ -20,6 +20,8 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.types import ASGIApp
 
+from tests.support.procs import free_port
+
 
 @dataclass
 class Behaviour:
@@ -126,19 +128,12 @@ def create_fake_app(behaviour: Behaviour) -> FastAPI:
     return app
 
 
-def reserve_port() -> int:
-    """A port nothing listens on (connections to it are refused until a server binds it)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 class ThreadedServer:
     """Runs an ASGI app with uvicorn in a thread on 127.0.0.1:`port`."""
 
     def __init__(self, app_factory: Callable[[], ASGIApp], port: int | None = None, lifespan: str = "off") -> None:
         self.app_factory = app_factory
-        self.port = port or reserve_port()
+        self.port = port or free_port()
         self.lifespan = lifespan
         self.server: uvicorn.Server | None = None
         self.thread: threading.Thread | None = None

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -11,7 +10,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import httpx
+from services.common.probe import probe
+from services.stack.procs import stop_group
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -29,13 +29,9 @@ def wait_healthy(url: str, deadline_s: float, proc: subprocess.Popen | None = No
     while time.monotonic() < end:
         if proc is not None and proc.poll() is not None:
             raise RuntimeError(f"process exited with {proc.returncode} before {url} was healthy")
-        try:
-            resp = httpx.get(url, timeout=2.0, trust_env=False)
-            if resp.status_code == 200:
-                return
-            last = f"HTTP {resp.status_code}"
-        except httpx.HTTPError as exc:
-            last = type(exc).__name__
+        healthy, last = probe(url, timeout=2.0)
+        if healthy:
+            return
         time.sleep(0.1)
     raise TimeoutError(f"{url} not healthy within {deadline_s}s ({last})")
 
@@ -68,12 +64,8 @@ class Service:
     def stop(self, deadline_s: float = 10.0) -> None:
         if self.proc is None or self.proc.poll() is not None:
             return
-        os.killpg(self.proc.pid, signal.SIGTERM)
-        try:
-            self.proc.wait(deadline_s)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait()
+        stop_group(self.proc.pid, deadline_s)
+        self.proc.wait()
 
 
 def python_module(module: str, *args: str) -> list[str]:

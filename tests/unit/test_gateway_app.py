@@ -15,7 +15,8 @@ from asgi_lifespan import LifespanManager
 
 from services.gateway.app import create_app
 from services.gateway.settings import GatewaySettings
-from tests.support.fake_openai import Behaviour, FakeBackend, ThreadedServer, reserve_port
+from tests.support.fake_openai import Behaviour, FakeBackend, ThreadedServer
+from tests.support.procs import free_port
 
 HI = [{"role": "user", "content": "hi"}]
 
@@ -205,7 +206,7 @@ async def test_server_errors_retry_then_fail_over(gw: httpx.AsyncClient, chat_b:
 async def test_a_refused_backend_fails_over_and_takes_traffic_again_after_cooldown(
     backends: dict[str, FakeBackend], code_b: Behaviour
 ) -> None:
-    revived = FakeBackend("revived", port=reserve_port())
+    revived = FakeBackend("revived", port=free_port())
     settings = make_settings(revived.api_base, backends["code"].api_base, GATEWAY_COOLDOWN_SECONDS=0.5)
     body = {"model": "gpt-3.5-turbo", "messages": HI}
     async with gateway(settings) as client:
@@ -228,7 +229,7 @@ async def test_a_refused_backend_fails_over_and_takes_traffic_again_after_cooldo
 
 
 async def test_all_backends_down_is_a_quick_503_naming_them() -> None:
-    chat_base, code_base = (f"http://127.0.0.1:{reserve_port()}/v1" for _ in range(2))
+    chat_base, code_base = (f"http://127.0.0.1:{free_port()}/v1" for _ in range(2))
     async with gateway(make_settings(chat_base, code_base, GATEWAY_MAX_RETRIES=2)) as client:
         for stream in (False, True):
             start = time.monotonic()
@@ -269,7 +270,7 @@ async def test_backend_503_retry_after_is_kept(gw: httpx.AsyncClient, chat_b: Be
 
 
 async def test_readiness_names_the_backend_that_is_down(backends: dict[str, FakeBackend], chat_b: Behaviour) -> None:
-    down = f"http://127.0.0.1:{reserve_port()}/v1"
+    down = f"http://127.0.0.1:{free_port()}/v1"
     async with gateway(make_settings(backends["chat"].api_base, down)) as client:
         response = await client.get("/health/readiness")
         assert response.status_code == 503

@@ -19,8 +19,8 @@ from services.embedding.engine import EmbeddingEngine
 from services.embedding.settings import EmbeddingSettings
 from services.gateway.app import create_app
 from services.gateway.settings import GatewaySettings
-from tests.support.fake_openai import ThreadedServer, reserve_port
-from tests.support.procs import wait_healthy
+from tests.support.fake_openai import ThreadedServer
+from tests.support.procs import free_port, wait_healthy
 
 TEXTS = ["How do I read a text file in Python?", "Heavy rain is expected tomorrow."]
 
@@ -44,7 +44,7 @@ def embedding_base(models_dir: Path, engine: EmbeddingEngine) -> Iterator[str]:
 
 @asynccontextmanager
 async def gateway(embedding_api_base: str, **env: object) -> AsyncIterator[httpx.AsyncClient]:
-    unused = f"http://127.0.0.1:{reserve_port()}/v1"
+    unused = f"http://127.0.0.1:{free_port()}/v1"
     settings = GatewaySettings(_env_file=None, CHAT_API_BASE=unused, CODE_API_BASE=unused,  # type: ignore[call-arg]
                                EMBEDDING_API_BASE=embedding_api_base, **env)
     app = create_app(settings)
@@ -103,7 +103,7 @@ async def test_bad_requests(gw: httpx.AsyncClient, content: bytes, status: int, 
 
 
 async def test_a_down_service_gives_503_with_retry_after() -> None:
-    async with gateway(f"http://127.0.0.1:{reserve_port()}/v1") as client:
+    async with gateway(f"http://127.0.0.1:{free_port()}/v1") as client:
         response = await client.post("/v1/embeddings", json={"model": "embedding", "input": "x"})
     assert response.status_code == 503 and response.headers["retry-after"] == "2"
     error = response.json()["error"]

@@ -19,12 +19,7 @@ import yaml
 from services.common import probe as probe_module
 from services.stack.procs import RunningService, State, port_is_free, port_owner, process_of, tail
 from services.stack.runner import PortInUse, Stack, StackError, compose_files, load_variables
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from tests.support.procs import free_port
 
 
 def tiny_compose(tmp_path: Path, port: int) -> Path:

@@ -10,8 +10,8 @@ import httpx
 from qdrant_client import AsyncQdrantClient
 
 from services.rag.state import RagState
-from tests.support.fake_openai import reserve_port
 from tests.support.pg import private_postgres
+from tests.support.procs import free_port
 from tests.support.rag import index_corpus, rag_settings, running_rag
 
 QUESTION = {"query": "How long should coffee steep in a French press?", "collection": "docs"}
@@ -77,7 +77,7 @@ async def test_service_starts_while_postgres_is_down_and_migrates_when_it_comes(
 async def test_qdrant_server_unreachable_is_503(tmp_path: Path, models_dir, database_url, embedding_url,
                                                gateway_url, corpus) -> None:
     settings = rag_settings(tmp_path, models_dir, database_url, embedding_url, gateway_url,
-                            QDRANT_URL=f"http://127.0.0.1:{reserve_port()}", QDRANT_TIMEOUT=2)
+                            QDRANT_URL=f"http://127.0.0.1:{free_port()}", QDRANT_TIMEOUT=2)
     async with running_rag(settings) as (client, _):
         assert_unavailable(await client.post("/index", json={"collection": "docs"}), "qdrant")
         health = await client.get("/health")
@@ -109,7 +109,7 @@ async def test_embedded_qdrant_taken_away_then_given_back(rag) -> None:
 
 async def test_embedding_service_down_is_503(tmp_path: Path, models_dir, database_url, gateway_url,
                                              corpus) -> None:
-    settings = rag_settings(tmp_path, models_dir, database_url, f"http://127.0.0.1:{reserve_port()}", gateway_url)
+    settings = rag_settings(tmp_path, models_dir, database_url, f"http://127.0.0.1:{free_port()}", gateway_url)
     async with running_rag(settings) as (client, _):
         assert_unavailable(await client.post("/index", json={"collection": "docs"}), "embedding")
         health = (await client.get("/health")).json()
@@ -119,7 +119,7 @@ async def test_embedding_service_down_is_503(tmp_path: Path, models_dir, databas
 
 async def test_gateway_down_fails_query_with_503_but_search_works(tmp_path: Path, models_dir, database_url,
                                                                   embedding_url, corpus) -> None:
-    settings = rag_settings(tmp_path, models_dir, database_url, embedding_url, f"http://127.0.0.1:{reserve_port()}")
+    settings = rag_settings(tmp_path, models_dir, database_url, embedding_url, f"http://127.0.0.1:{free_port()}")
     async with running_rag(settings) as (client, _):
         await index_corpus(client)
         assert (await client.post("/search", json=QUESTION)).status_code == 200
