@@ -1,0 +1,1 @@
+"""MCP server: the suite's tools behind RBAC, approvals, audit and rate limits."""

@@ -1,0 +1,111 @@
+"""`ai-approvals`: list, approve and reject MCP approval requests, working directly on the security database."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Sequence
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from services.mcp_server.security import db
+from services.mcp_server.security.approvals import ApprovalError, ApprovalRequest, ApprovalStore, decide_and_record
+from services.mcp_server.settings import McpSettings
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+STYLE = {"pending": "yellow", "approved": "green", "rejected": "red", "used": "dim", "expired": "dim"}
+EXAMPLES = """examples:
+  ai-approvals --list                       pending requests
+  ai-approvals --list --all                 every request, newest first
+  ai-approvals --approve 3f2c...            approve as admin
+  ai-approvals --reject 3f2c... "too broad" reject with a reason
+  ai-approvals --approve 3f2c... --as alice approve as another approver
+"""
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ai-approvals", description="Decide MCP calls that wait for approval (HIGH and CRITICAL tools).",
+        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    action = parser.add_mutually_exclusive_group(required=True)
+    action.add_argument("--list", action="store_true", help="show pending requests (with --all: every request)")
+    action.add_argument("--approve", metavar="ID", help="approve a pending request")
+    action.add_argument("--reject", nargs="+", metavar=("ID", "REASON"), help="reject a pending request")
+    parser.add_argument("--all", action="store_true", help="with --list: show decided and expired requests too")
+    parser.add_argument("--as", dest="approver", default=db.ADMIN, help="the deciding user (default: admin)")
+    return parser
+
+
+def _args_text(request: ApprovalRequest) -> str:
+    text = json.dumps(json.loads(request.args), ensure_ascii=False)
+    return text if len(text) <= 200 else text[:200] + "…"
+
+
+def show(store: ApprovalStore, console: Console, everything: bool) -> int:
+    """Print the requests as a table."""
+    now = time.time()
+    found = store.find(states=() if everything else ("pending",))
+    if not found:
+        console.print("no pending approval requests" if not everything else "no approval requests")
+        return EXIT_OK
+    table = Table(title="MCP approval requests")
+    table.add_column("id", no_wrap=True, min_width=32)  # ids are copied into --approve; never wrap them
+    for column in ("user", "tool", "arguments", "status", "expires / decided"):
+        table.add_column(column, overflow="fold")
+    for req in found:
+        state = req.state(now)
+        public = req.public(now)
+        when = public["expires_at"] if state == "pending" else f"{public['decided_at'] or ''} {req.decided_by or ''}"
+        if req.reason:
+            when += f" ({req.reason})"
+        table.add_row(req.id, req.user_name, req.tool, escape(_args_text(req)),
+                      f"[{STYLE.get(state, 'white')}]{state}[/]", escape(when.strip()))
+    console.print(table)
+    return EXIT_OK
+
+
+def decide(store: ApprovalStore, settings: McpSettings, console: Console, request_id: str, approver: str,
+           approve: bool, reason: str) -> int:
+    """Approve or reject; prints a clear line either way."""
+    try:
+        decided = decide_and_record(store, request_id, approver, approve, reason, audit=settings.audit_enabled)
+    except ApprovalError as exc:
+        console.print(f"[red]error:[/] {escape(str(exc))}")
+        return EXIT_FAILED
+    verb = "approved" if approve else "rejected"
+    console.print(f"[{STYLE[verb]}]{verb}[/] {decided.id}: {escape(decided.tool)} for {escape(decided.user_name)}"
+                  + (f"; valid until {decided.public()['expires_at']}" if approve else ""))
+    return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    console = Console(highlight=False)
+    settings = McpSettings()
+    path = settings.security_db_path()
+    if not path.exists():
+        console.print(f"[red]error:[/] no security database at {escape(str(path))}; start the MCP server once, "
+                      "or set DATA_DIR / SECURITY_DB_PATH")
+        return EXIT_FAILED
+    db.initialize(settings)  # applies any newer migrations; idempotent
+    store = ApprovalStore(path, settings.approval_timeout)
+    try:
+        if args.list:
+            return show(store, console, args.all)
+        if args.approve:
+            return decide(store, settings, console, args.approve, args.approver, True, "")
+        if len(args.reject) < 1:
+            console.print("[red]error:[/] --reject needs an ID")
+            return EXIT_USAGE
+        return decide(store, settings, console, args.reject[0], args.approver, False, " ".join(args.reject[1:]))
+    finally:
+        store.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Identity, RBAC, approvals, audit, rate limits and path and network guards."""

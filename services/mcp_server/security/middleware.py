@@ -1,0 +1,133 @@
+"""The FastMCP middleware that guards every tool call: identity, rate limit, RBAC, approval, run, audit."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Callable
+from typing import Any
+
+import mcp_types as mt
+from fastmcp.exceptions import ToolError
+from fastmcp.server.middleware import CallNext, Middleware, MiddlewareContext
+from fastmcp.tools.base import ToolResult
+
+from services.mcp_server.catalog import TOOLS, Risk
+from services.mcp_server.security.approvals import iso
+from services.mcp_server.security.audit import AuditEntry
+from services.mcp_server.security.db import PERM_BYPASS, tool_permission
+from services.mcp_server.security.identity import AuthenticationError, Identity
+from services.mcp_server.security.layer import SecurityLayer
+from services.mcp_server.security.ratelimit import RateLimited
+from services.mcp_server.security.redact import redact
+
+UNKNOWN = Identity("unknown", "", "none")
+Observer = Callable[[str, str, float], None]
+
+
+class CallRefused(Exception):
+    """A guard stopped the call; `status` is what the audit row records."""
+
+    def __init__(self, message: str, status: str = "denied", request_id: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.request_id = request_id
+
+
+def risk_of(tool: str) -> Risk:
+    """The catalog risk; a tool missing from the catalog is treated as the most dangerous."""
+    spec = TOOLS.get(tool)
+    return spec.risk if spec else Risk.CRITICAL
+
+
+class SecurityMiddleware(Middleware):
+    """Runs the guards in order and writes one audit row per call with its final status."""
+
+    def __init__(self, layer: SecurityLayer, observe: Observer | None = None) -> None:
+        self.layer = layer
+        self.settings = layer.settings
+        self.observe = observe
+
+    async def on_call_tool(
+        self,
+        context: MiddlewareContext[mt.CallToolRequestParams],
+        call_next: CallNext[mt.CallToolRequestParams, ToolResult],
+    ) -> ToolResult:
+        tool, args = context.message.name, context.message.arguments or {}
+        started = time.perf_counter()
+        if not self.layer.active:
+            return await self._timed(tool, started, call_next(context))
+        identity, request_id = UNKNOWN, None
+        try:
+            identity = self.layer.identity.resolve()
+            request_id = await self._guard(identity, tool, args)
+        except AuthenticationError as exc:
+            self._finish(identity, tool, args, "denied", started, str(exc))
+            raise ToolError(str(exc)) from None
+        except CallRefused as exc:
+            self._finish(identity, tool, args, exc.status, started, str(exc), exc.request_id)
+            raise ToolError(str(exc)) from None
+        try:
+            result = await call_next(context)
+        except asyncio.CancelledError:
+            self._finish(identity, tool, args, "error", started, "cancelled", request_id)
+            raise
+        except Exception as exc:
+            self._finish(identity, tool, args, "error", started, f"{type(exc).__name__}: {exc}", request_id)
+            raise
+        self._finish(identity, tool, args, "allowed", started, "", request_id)
+        return result
+
+    async def _timed(self, tool: str, started: float, call: Any) -> ToolResult:
+        status = "error"
+        try:
+            result: ToolResult = await call
+            status = "allowed"
+            return result
+        finally:
+            if self.observe is not None:
+                self.observe(tool, status, time.perf_counter() - started)
+
+    async def _guard(self, identity: Identity, tool: str, args: dict[str, Any]) -> str | None:
+        """Rate limit, then RBAC, then approval; returns the approval consumed, if any."""
+        if self.settings.rate_limit_enabled:
+            try:
+                self.layer.limiter.take(identity.user, tool)
+            except RateLimited as exc:
+                raise CallRefused(str(exc)) from None
+        auth = self.layer.auth
+        if self.settings.rbac_enabled and not auth.may_call(identity.role, tool):
+            raise CallRefused(f"role {identity.role!r} lacks permission {tool_permission(tool)!r}")
+        if not self.settings.approval_enabled or risk_of(tool) < Risk.HIGH or auth.has(identity.role, PERM_BYPASS):
+            return None
+        return await self._approval(identity, tool, args)
+
+    async def _approval(self, identity: Identity, tool: str, args: dict[str, Any]) -> str:
+        store = self.layer.approvals
+        gate = await asyncio.to_thread(store.gate, identity.user, tool, args, redact(args, keep_content=True))
+        if gate.run:
+            return gate.request.id
+        request = gate.request
+        raise CallRefused(json.dumps({
+            "approval_required": True,
+            "request_id": request.id,
+            "expires_at": iso(request.expires_at),
+            "status": "pending",
+            "message": f"{tool} is {risk_of(tool).name} risk and waits for another user's approval: "
+                       f"ai-approvals --approve {request.id}; retry the same call once it is approved",
+        }), status="pending", request_id=request.id)
+
+    def _finish(
+        self, identity: Identity, tool: str, args: dict[str, Any], status: str, started: float,
+        detail: str = "", request_id: str | None = None,
+    ) -> None:
+        elapsed = time.perf_counter() - started
+        if self.observe is not None:
+            self.observe(tool, status, elapsed)
+        if not self.settings.audit_enabled:
+            return
+        self.layer.audit.log(AuditEntry(
+            user=identity.user, role=identity.role, tool=tool, args=redact(args), status=status,
+            duration_ms=elapsed * 1000.0, detail=detail[:1000], request_id=request_id,
+        ))

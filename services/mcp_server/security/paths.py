@@ -1,0 +1,205 @@
+"""Path guard: every file a tool touches resolves (realpath) inside an allowed root, and writes never follow links."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+
+from fastmcp.exceptions import ToolError
+
+from services.mcp_server.settings import McpSettings
+
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+class PathGuard:
+    """Resolves user paths against `working_dir` and refuses anything that lands outside the allowed roots."""
+
+    def __init__(self, settings: McpSettings) -> None:
+        self.roots = settings.roots()
+        self.host_root = Path(os.path.realpath(settings.host_root)) if settings.host_root else None
+        if not self.roots:
+            raise ValueError("MCP_ALLOWED_ROOTS is empty: no folder is allowed")
+
+    def is_allowed(self, path: Path) -> bool:
+        """True when the (already resolved) path is a root or lies below one, compared by components."""
+        return any(path == root or path.is_relative_to(root) for root in self.roots)
+
+    def check(self, path: Path, shown: str | None = None) -> Path:
+        """Return `path` if it is allowed, else raise a ToolError naming it."""
+        if not self.is_allowed(path):
+            raise ToolError(f"path {shown or str(path)!r} is outside the allowed roots ({self.roots_text()})")
+        return path
+
+    def roots_text(self) -> str:
+        """The allowed roots as the user knows them (host paths)."""
+        return ", ".join(self.display(root) for root in self.roots)
+
+    def display(self, path: Path) -> str:
+        """The path as the caller knows it: without the container's host mount prefix."""
+        if self.host_root is not None and path.is_relative_to(self.host_root):
+            return "/" + str(path.relative_to(self.host_root)) if path != self.host_root else "/"
+        return str(path)
+
+    def base(self, working_dir: str | None) -> Path:
+        """The resolved working directory: given, or the first allowed root; it must be an allowed directory."""
+        if working_dir is None or not working_dir.strip():
+            base = self.roots[0]
+        else:
+            base = self._real(self.absolute(working_dir, self.roots[0]))
+            self.check(base, working_dir)
+        if not base.is_dir():
+            raise ToolError(f"working_dir {self.display(base)!r} is not an existing directory")
+        return base
+
+    def resolve(self, path: str, working_dir: str | None = None, *, must_exist: bool = True) -> Path:
+        """Resolve `path` (relative to working_dir), following every symlink, and check it is allowed."""
+        if not path or "\0" in path:
+            raise ToolError("path is empty or contains a NUL byte")
+        real = self._real(self.absolute(path, self.base(working_dir)))
+        self.check(real, path)
+        if must_exist and not real.exists():
+            raise ToolError(f"{path!r} does not exist")
+        if not real.exists():
+            self._check_parent_chain(real, path)
+        return real
+
+    def resolve_new(self, path: str, working_dir: str | None = None) -> Path:
+        """Resolve a path that may not exist yet; its nearest existing ancestor must be a real allowed folder."""
+        return self.resolve(path, working_dir, must_exist=False)
+
+    def resolve_entry(self, path: str, base: Path) -> Path:
+        """Resolve the parent folder but keep the last component as named (a symlink stays a symlink)."""
+        candidate = self.absolute(path, base)
+        if candidate.name in ("", ".", ".."):
+            return self._real(candidate)
+        return self._real(candidate.parent) / candidate.name
+
+    def write_atomic(self, path: Path, data: bytes) -> bool:
+        """Write via a temp file in the same folder and rename it over `path`; returns True if the file is new."""
+        with self.open_dir(path.parent) as dir_fd, _os_errors("write", self.display(path)):
+            existing = _lstat(path.name, dir_fd)
+            if existing is not None and stat.S_ISLNK(existing.st_mode):
+                raise ToolError(f"refusing to write through the symlink {self.display(path)!r}")
+            if existing is not None and not stat.S_ISREG(existing.st_mode):
+                raise ToolError(f"{self.display(path)!r} exists and is not a regular file")
+            mode = stat.S_IMODE(existing.st_mode) if existing else 0o644
+            tmp = f".{path.name}.{secrets.token_hex(6)}.tmp"
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, mode, dir_fd=dir_fd)
+            try:
+                _keep_owner(fd, existing or os.fstat(dir_fd), mode if existing else None)
+                with os.fdopen(fd, "wb") as handle:
+                    handle.write(data)
+                    handle.flush()
+                    os.fsync(handle.fileno())
+                os.replace(tmp, path.name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+            except BaseException:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(tmp, dir_fd=dir_fd)
+                raise
+            return existing is None
+
+    def make_dirs(self, path: Path) -> bool:
+        """Create `path` and missing parents one component at a time, never through a symlink; True if created."""
+        ancestor = path
+        while not ancestor.exists():
+            ancestor = ancestor.parent
+        if not ancestor.is_dir():
+            raise ToolError(f"{self.display(ancestor)!r} is not a directory")
+        missing = path.relative_to(ancestor).parts
+        with self.open_dir(ancestor) as fd, _os_errors("create", self.display(path)):
+            current = fd
+            try:
+                for part in missing:
+                    os.mkdir(part, 0o755, dir_fd=current)
+                    child = os.open(part, _DIR_FLAGS, dir_fd=current)
+                    parent, current = current, child
+                    _keep_owner(child, os.fstat(parent), None)
+                    if parent != fd:
+                        os.close(parent)
+            finally:
+                if current != fd:
+                    os.close(current)
+        return bool(missing)
+
+    def read_bytes(self, path: Path, limit: int) -> bytes:
+        """Read at most `limit` + 1 bytes of a regular file without following a symlink at the last step."""
+        # O_NONBLOCK: opening a planted FIFO must not hang; only regular files are read below.
+        with _os_errors("read", self.display(path)):
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+        with os.fdopen(fd, "rb") as handle, _os_errors("read", self.display(path)):
+            if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+                raise ToolError(f"{self.display(path)!r} is not a regular file")
+            return handle.read(limit + 1)
+
+    @contextlib.contextmanager
+    def open_dir(self, folder: Path) -> Iterator[int]:
+        """Open a folder without following a final symlink and re-check where the open handle really is."""
+        try:
+            fd = os.open(folder, _DIR_FLAGS)
+        except FileNotFoundError as exc:
+            raise ToolError(f"folder {self.display(folder)!r} does not exist") from exc
+        except NotADirectoryError as exc:
+            raise ToolError(f"{self.display(folder)!r} is not a directory") from exc
+        except OSError as exc:
+            raise ToolError(f"cannot open folder {self.display(folder)!r}: {exc.strerror}") from exc
+        try:
+            # A folder swapped for a symlink after the check would show up here as a different real path.
+            proc_link = f"/proc/self/fd/{fd}"
+            real = Path(os.readlink(proc_link)) if os.path.exists(proc_link) else folder
+            self.check(real, self.display(folder))
+            yield fd
+        finally:
+            os.close(fd)
+
+    def absolute(self, path: str, base: Path) -> Path:
+        """`path` made absolute against `base`, with host paths mapped under the container mount."""
+        raw = Path(path)
+        if not raw.is_absolute():
+            return base / raw
+        if self.host_root is not None and not raw.is_relative_to(self.host_root):
+            return self.host_root / raw.relative_to(raw.anchor)
+        return raw
+
+    def _real(self, path: Path) -> Path:
+        return Path(os.path.realpath(path))
+
+    def _check_parent_chain(self, real: Path, shown: str) -> None:
+        ancestor = real.parent
+        while not ancestor.exists():
+            if ancestor.is_symlink():
+                raise ToolError(f"{shown!r} goes through a dangling symlink")
+            ancestor = ancestor.parent
+        self.check(self._real(ancestor), shown)
+        if not ancestor.is_dir():
+            raise ToolError(f"{shown!r}: {self.display(ancestor)!r} is not a directory")
+
+
+@contextlib.contextmanager
+def _os_errors(action: str, shown: str) -> Iterator[None]:
+    """Report a failing system call as a ToolError that names the path and the reason."""
+    try:
+        yield
+    except ToolError:
+        raise
+    except OSError as exc:
+        raise ToolError(f"cannot {action} {shown!r}: {exc.strerror or exc}") from exc
+
+
+def _lstat(name: str, dir_fd: int) -> os.stat_result | None:
+    try:
+        return os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return None
+
+
+def _keep_owner(fd: int, like: os.stat_result, mode: int | None) -> None:
+    """Give a new file the owner of what it replaces (or of its folder): a root server must not take over files."""
+    if mode is not None:
+        os.fchmod(fd, mode)
+    if os.geteuid() == 0:
+        os.fchown(fd, like.st_uid, like.st_gid)

@@ -1,0 +1,1 @@
+"""Tool implementations, one module per family; each exposes `register(mcp, settings)`."""

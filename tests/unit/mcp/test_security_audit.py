@@ -1,0 +1,168 @@
+"""Audit chain: append through the queue, verify, and catch every kind of edit or removal."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from services.mcp_server.security import db
+from services.mcp_server.security.audit import AuditEntry, AuditLog, append_entries, append_now, head_path, verify
+from services.mcp_server.security.redact import redact
+from tests.unit.mcp.security_support import make_settings
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    return db.initialize(make_settings(tmp_path))
+
+
+def _entries(count: int) -> list[AuditEntry]:
+    return [AuditEntry(f"user{i % 2}", "developer", "read_file", {"path": f"/f{i}"}, "allowed", 1.5 + i)
+            for i in range(count)]
+
+
+def _tamper(path: Path, sql: str, *params: object) -> None:
+    """What an attacker with file access does: drop the append-only triggers, then edit."""
+    conn = sqlite3.connect(path)
+    conn.execute("DROP TRIGGER IF EXISTS audit_no_update")
+    conn.execute("DROP TRIGGER IF EXISTS audit_no_delete")
+    conn.execute(sql, params)
+    conn.commit()
+    conn.close()
+
+
+def test_empty_log_verifies(db_path: Path) -> None:
+    result = verify(db_path)
+    assert result.ok and result.rows == 0
+
+
+def test_chain_of_rows_verifies_and_links(db_path: Path) -> None:
+    append_now(db_path, _entries(3))
+    append_now(db_path, _entries(2))
+    result = verify(db_path)
+    assert result.ok and result.rows == 5
+    conn = sqlite3.connect(db_path)
+    rows = conn.execute("SELECT id, prev_hash, row_hash FROM audit_log ORDER BY id").fetchall()
+    assert rows[0][1] == "0" * 64
+    assert all(rows[i][1] == rows[i - 1][2] for i in range(1, 5))
+
+
+def test_application_cannot_update_or_delete_rows(db_path: Path) -> None:
+    append_now(db_path, _entries(1))
+    conn = sqlite3.connect(db_path)
+    with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+        conn.execute("UPDATE audit_log SET status = 'denied'")
+    with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+        conn.execute("DELETE FROM audit_log")
+
+
+def test_edited_row_is_found(db_path: Path) -> None:
+    append_now(db_path, _entries(5))
+    _tamper(db_path, "UPDATE audit_log SET status = 'denied' WHERE id = 3")
+    result = verify(db_path)
+    assert not result.ok and result.bad_row == 3
+    assert "hash" in result.reason
+
+
+def test_edit_with_recomputed_hash_breaks_the_next_link(db_path: Path) -> None:
+    append_now(db_path, _entries(5))
+    _tamper(db_path, "UPDATE audit_log SET row_hash = ? WHERE id = 2", "f" * 64)
+    result = verify(db_path)
+    assert not result.ok and result.bad_row == 2
+
+
+def test_deleted_middle_row_is_found(db_path: Path) -> None:
+    append_now(db_path, _entries(5))
+    _tamper(db_path, "DELETE FROM audit_log WHERE id = 3")
+    result = verify(db_path)
+    assert not result.ok and result.bad_row == 3
+    assert "missing" in result.reason
+
+
+def test_deleted_first_row_is_found(db_path: Path) -> None:
+    append_now(db_path, _entries(3))
+    _tamper(db_path, "DELETE FROM audit_log WHERE id = 1")
+    assert verify(db_path).bad_row == 1
+
+
+def test_deleted_last_row_is_found_by_the_head_checkpoint(db_path: Path) -> None:
+    append_now(db_path, _entries(4))
+    _tamper(db_path, "DELETE FROM audit_log WHERE id = 4")
+    result = verify(db_path)
+    assert not result.ok and result.bad_row == 4
+    assert "removed from the end" in result.reason
+
+
+def test_every_row_deleted_is_found(db_path: Path) -> None:
+    append_now(db_path, _entries(2))
+    _tamper(db_path, "DELETE FROM audit_log")
+    assert not verify(db_path).ok
+
+
+def test_replaced_last_row_is_found(db_path: Path) -> None:
+    """Rewriting the last row with a consistent hash still disagrees with the head checkpoint."""
+    append_now(db_path, _entries(3))
+    conn = db.connect(db_path)
+    conn.execute("DROP TRIGGER audit_no_delete")
+    conn.execute("DELETE FROM audit_log WHERE id = 3")
+    head = head_path(db_path).read_text()
+    append_entries(conn, db_path, [AuditEntry("mallory", "admin", "read_file", {}, "allowed")])
+    head_path(db_path).write_text(head)  # the attacker cannot forge the checkpoint without being seen either
+    conn.close()
+    result = verify(db_path)
+    assert not result.ok and result.bad_row == 3
+
+
+def test_missing_head_file_is_found(db_path: Path) -> None:
+    append_now(db_path, _entries(2))
+    head_path(db_path).unlink()
+    assert "missing" in verify(db_path).reason
+
+
+def test_unknown_status_is_refused(db_path: Path) -> None:
+    with pytest.raises(ValueError, match="unknown audit status"):
+        append_now(db_path, [AuditEntry("u", "guest", "read_file", {}, "maybe")])
+    assert verify(db_path).rows == 0
+
+
+async def test_queue_writer_writes_everything_in_order_and_flushes(db_path: Path) -> None:
+    log = AuditLog(db_path)
+    log.start()
+    for entry in _entries(300):
+        log.log(entry)
+    await log.flush()
+    assert log.written == 300
+    await log.close()
+    rows = sqlite3.connect(db_path).execute("SELECT args FROM audit_log ORDER BY id").fetchall()
+    assert [r[0] for r in rows] == [f'{{"path": "/f{i}"}}' for i in range(300)]
+    assert verify(db_path).ok
+
+
+async def test_two_writers_share_one_chain(db_path: Path) -> None:
+    """The server's queue and the approvals CLI append to the same chain without forking it."""
+    log = AuditLog(db_path)
+    for entry in _entries(20):
+        log.log(entry)
+    await asyncio.gather(*(asyncio.to_thread(append_now, db_path, _entries(3)) for _ in range(5)))
+    await log.close()
+    result = verify(db_path)
+    assert result.ok and result.rows == 35
+
+
+def test_redaction_hides_secrets_and_content_but_keeps_the_rest() -> None:
+    args = {
+        "path": "notes.txt", "content": "x" * 5000, "api_key": "abc123", "headers": {"Authorization": "Bearer z"},
+        "command": "curl -H 'Authorization: Bearer sk-abcdefghijklmnop' --password=hunter2 http://h/?token=s3cr3t",
+        "max_tokens": 5, "author": "Ann",
+    }
+    out = redact(args)
+    assert out["path"] == "notes.txt" and out["max_tokens"] == 5 and out["author"] == "Ann"
+    assert out["content"] == "[5000 chars]"
+    assert out["api_key"] == "[redacted]"
+    assert out["headers"]["Authorization"] == "[redacted]"
+    for secret in ("sk-abcdefghijklmnop", "hunter2", "s3cr3t"):
+        assert secret not in out["command"]
+    assert redact(args, keep_content=True)["content"] == "x" * 512 + "... [5000 chars]"
