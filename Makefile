@@ -4,13 +4,13 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-PHASE ?= p2
+PHASE ?= p3
 ENV_FILE := $(if $(wildcard .env),.env,.env.example)
 COMPOSE := docker compose --env-file $(ENV_FILE)
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install models run stop status test test-unit lint bench up-p1 up-p1-cpu up-p2 up-p2-cpu down logs clean
+.PHONY: help install browser models run stop status test test-unit lint bench up-p1 up-p1-cpu up-p2 up-p2-cpu up-p3 up-p3-cpu mcp-dirs down logs clean
 
 help: ## Show the targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
@@ -24,10 +24,13 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP) ## Create .venv and install the suite with every extra
 
+browser: ## Install Debian's chromium for the web tools when it is missing
+	@bash scripts/install-chromium.sh
+
 models: $(STAMP) ## Fetch and verify the bundled offline models into MODELS_DIR
 	$(BIN)/ai-suite models fetch
 
-run: models ## Start the suite natively on the embedded defaults and print the URLs
+run: models browser ## Start the suite natively on the embedded defaults and print the URLs
 	$(BIN)/ai-suite up $(PHASE)
 
 stop: ## Stop the native suite
@@ -40,21 +43,26 @@ lint: $(STAMP) ## ruff and mypy
 	$(BIN)/ruff check services tests
 	$(BIN)/mypy
 
-test: models lint ## Install what is missing, then run every test
+test: models browser lint ## Install what is missing, then run every test
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-test-unit: models ## Only the fast in-process tests
+test-unit: models browser ## Only the fast in-process tests
 	$(BIN)/pytest -m "not integration" $(PYTEST_ARGS)
 
 bench: models ## Run the benchmarks; results go to docs/bench/
 	$(BIN)/python -m tests.bench
 	$(BIN)/python -m tests.bench.embedding
 	$(BIN)/python -m tests.bench.rag
+	$(BIN)/python -m tests.bench.mcp
 
 P1_FILES := -f docker/compose.p1.yml
 P1_GPU := $(P1_FILES) -f docker/compose.p1.gpu.yml
 P2_FILES := $(P1_FILES) -f docker/compose.p2.yml
 P2_GPU := $(P1_GPU) -f docker/compose.p2.yml -f docker/compose.p2.gpu.yml
+P3_FILES := $(P2_FILES) -f docker/compose.p3.yml
+P3_GPU := $(P2_GPU) -f docker/compose.p3.yml
+# DATA_DIR as compose sees it (environment, then the env file, then the default; relative to docker/)
+DATA_DIR_HOST = $(or $(DATA_DIR),$(shell sed -n 's/^DATA_DIR=//p' $(ENV_FILE) | tail -n 1),../data)
 
 up-p1: ## Docker: phase 1 with the NVIDIA GPU
 	$(COMPOSE) $(P1_GPU) up -d --build
@@ -68,11 +76,21 @@ up-p2: ## Docker: phase 2 (RAG, second model) with the NVIDIA GPU
 up-p2-cpu: ## Docker: phase 2 on the CPU
 	$(COMPOSE) $(P2_FILES) up -d --build
 
+mcp-dirs:
+	@# made by us, not by docker as root, so the MCP container (the host user) can write them
+	@cd docker && mkdir -p "$(DATA_DIR_HOST)/logs" && mkdir -p -m 700 "$(DATA_DIR_HOST)/security"
+
+up-p3: mcp-dirs ## Docker: phase 3 (+ MCP server on :8020) with the NVIDIA GPU
+	$(COMPOSE) $(P3_GPU) up -d --build
+
+up-p3-cpu: mcp-dirs ## Docker: phase 3 on the CPU
+	$(COMPOSE) $(P3_FILES) up -d --build
+
 down: ## Docker: stop every phase
-	$(COMPOSE) $(P2_FILES) down
+	$(COMPOSE) $(P3_FILES) down
 
 logs: ## Docker: follow the logs
-	$(COMPOSE) $(P2_FILES) logs -f --tail=100
+	$(COMPOSE) $(P3_FILES) logs -f --tail=100
 
 clean: stop ## Remove the virtualenv and caches (keeps models and data)
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

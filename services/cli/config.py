@@ -12,7 +12,8 @@ DEFAULT_TIMEOUT = 120.0
 # The repository root of an editable install; `ai` runs from any folder, so the cwd's .env is not ours.
 SUITE_ENV_FILE = Path(__file__).resolve().parents[2] / ".env"
 KEYS = ("AI_GATEWAY_URL", "API_GATEWAY_PORT", "AI_API_KEY", "API_KEY", "AI_TIMEOUT", "AI_MAX_TOKENS",
-        "AI_RAG_URL", "RAG_PORT", "DATA_DIR", "DOCUMENTS_DIR")
+        "AI_RAG_URL", "RAG_PORT", "DATA_DIR", "DOCUMENTS_DIR", "MCP_URL", "MCP_PORT", "MCP_API_KEY",
+        "SECURITY_DB_PATH")
 
 
 @dataclass(frozen=True)

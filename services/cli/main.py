@@ -27,6 +27,10 @@ examples:
   ai -i                              a session: /code /chat /auto /model NAME /clear /exit
   ai --index ~/notes --collection notes    index a file or folder into the RAG service (progress bar)
   ai --rag "how do I read a file?" --collection notes    answer from indexed documents, with sources
+  ai --mcp-list                      the MCP server's tools, with their risk levels
+  ai --mcp git_status                call a tool; file, git and command tools act on the current folder
+  ai --mcp read_file --mcp-args '{"path": "README.md"}'
+  ai --approvals                     your approval requests (HIGH and CRITICAL tools wait for one)
 
 environment (flags win; unset values are read from the suite's .env):
   AI_GATEWAY_URL      gateway base URL (default http://127.0.0.1:${API_GATEWAY_PORT:-8000})
@@ -36,6 +40,8 @@ environment (flags win; unset values are read from the suite's .env):
   AI_RAG_URL          RAG service base URL (default http://127.0.0.1:${RAG_PORT:-8002})
   DOCUMENTS_DIR       the RAG service's document folder (default ${DATA_DIR}/documents); files under it are
                       indexed by path, other files are uploaded
+  MCP_URL             MCP server (default http://127.0.0.1:${MCP_PORT:-8020}/mcp)
+  MCP_API_KEY         your MCP key; unset, the local owner's key in ${DATA_DIR}/security/owner.key is used
 """
 
 
@@ -102,6 +108,14 @@ def build_parser() -> argparse.ArgumentParser:
     rag_action.add_argument("--index", metavar="PATH", type=Path, help="index a file or folder, with a progress bar")
     rag_action.add_argument("--rag", metavar="QUESTION", help="answer from indexed documents, then list the sources")
     rag.add_argument("--collection", metavar="NAME", default="default", help="collection to use (default: default)")
+    tools = parser.add_argument_group("tools (the MCP server, phase 3; docs/mcp.md)")
+    tool_action = tools.add_mutually_exclusive_group()
+    tool_action.add_argument("--mcp", metavar="TOOL", help="call a tool and print what it returns; a call that "
+                             "needs approval waits for it, then runs once")
+    tool_action.add_argument("--mcp-list", action="store_true", help="list the tools with their risk levels")
+    tool_action.add_argument("--approvals", action="store_true", help="list your approval requests")
+    tools.add_argument("--mcp-args", metavar="JSON", help="the tool's arguments as a JSON object; working_dir "
+                       "defaults to the current folder")
     return parser
 
 
@@ -176,6 +190,31 @@ def rag_command(
         return ExitCode.API_ERROR
 
 
+def mcp_command(
+    parser: argparse.ArgumentParser, args: argparse.Namespace, config: CliConfig, notes: Notes
+) -> ExitCode:
+    """`--mcp TOOL`, `--mcp-list` or `--approvals` against the MCP server."""
+    from services.cli import config as cli_config
+    from services.cli import mcp
+
+    if args.interactive or args.index is not None or args.rag is not None:
+        parser.error("--mcp, --mcp-list and --approvals cannot be combined with --interactive, --index or --rag")
+    if args.prompt:
+        parser.error("--mcp takes its arguments from --mcp-args '{...}', not from words after it")
+    if args.mcp_args is not None and args.mcp is None:
+        parser.error("--mcp-args needs --mcp TOOL")
+    try:
+        tool_args = mcp.parse_tool_args(args.mcp_args)
+        target = mcp.resolve_target(cli_config.merged_env(), config.timeout)
+    except ValueError as exc:
+        parser.error(str(exc))
+    if args.mcp_list:
+        return mcp.run_list(target, notes)
+    if args.approvals:
+        return mcp.run_approvals(target, notes)
+    return mcp.run_call(target, args.mcp, tool_args, notes)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -188,6 +227,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(str(exc))
     notes = Notes()
     try:
+        if args.mcp is not None or args.mcp_list or args.approvals or args.mcp_args is not None:
+            return mcp_command(parser, args, config, notes)
         if args.index is not None or args.rag is not None:
             return rag_command(parser, args, config, notes)
         if args.interactive:

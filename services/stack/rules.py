@@ -13,6 +13,9 @@ PORT_VAR = re.compile(r"\$\{[A-Za-z_][A-Za-z0-9_]*(?::?-[0-9]*)?\}")
 # A host path that starts at ${MODELS_DIR...} or ${DATA_DIR...}.
 HOST_ROOT = re.compile(r"^\$\{(?P<var>MODELS_DIR|DATA_DIR)(?::?-[^}]*)?\}(?:/.*)?$")
 LOOPBACK = "127.0.0.1"
+# The one mount outside those roots: the MCP server's view of the host filesystem (docs/mcp.md); its path
+# guard confines every tool to MCP_ALLOWED_ROOTS. No other service may mount the host.
+HOST_FS_MOUNT = ("mcp-server", "/", "/mnt/host")
 
 
 def validate_schema(doc: Mapping[str, Any]) -> None:
@@ -56,6 +59,8 @@ def _volume_problems(name: str, entry: Any) -> list[str]:
         source = parts[0] if len(parts) > 1 else ""
         target = parts[1] if len(parts) > 1 else parts[0]
         read_only = len(parts) > 2 and "ro" in parts[2].split(",")
+    if (name, source, str(target).rstrip("/")) == HOST_FS_MOUNT:
+        return []
     match = HOST_ROOT.match(source)
     if not match:
         return [f"{name}: volume {entry!r} must lie under ${{MODELS_DIR}} or ${{DATA_DIR}}"]
