@@ -21,6 +21,7 @@ STYLE = {"pending": "yellow", "approved": "green", "rejected": "red", "used": "d
 EXAMPLES = """examples:
   ai-approvals --list                       pending requests
   ai-approvals --list --all                 every request, newest first
+  ai-approvals --show 3f2c...               one request with its full arguments
   ai-approvals --approve 3f2c...            approve as admin
   ai-approvals --reject 3f2c... "too broad" reject with a reason
   ai-approvals --approve 3f2c... --as alice approve as another approver
@@ -34,6 +35,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     action = parser.add_mutually_exclusive_group(required=True)
     action.add_argument("--list", action="store_true", help="show pending requests (with --all: every request)")
+    action.add_argument("--show", metavar="ID", help="print one request with its full arguments")
     action.add_argument("--approve", metavar="ID", help="approve a pending request")
     action.add_argument("--reject", nargs="+", metavar=("ID", "REASON"), help="reject a pending request")
     parser.add_argument("--all", action="store_true", help="with --list: show decided and expired requests too")
@@ -43,7 +45,18 @@ def _parser() -> argparse.ArgumentParser:
 
 def _args_text(request: ApprovalRequest) -> str:
     text = json.dumps(json.loads(request.args), ensure_ascii=False)
-    return text if len(text) <= 200 else text[:200] + "…"
+    # The table stays readable; approving something only partly seen is what --show is for.
+    return text if len(text) <= 200 else text[:200] + f"… (ai-approvals --show {request.id})"
+
+
+def show_one(store: ApprovalStore, console: Console, request_id: str) -> int:
+    """Print one request as JSON, arguments in full."""
+    found = store.get(request_id)
+    if found is None:
+        console.print(f"[red]error:[/] no approval request {escape(request_id)!r}")
+        return EXIT_FAILED
+    console.print_json(json.dumps(found.public(), ensure_ascii=False))
+    return EXIT_OK
 
 
 def show(store: ApprovalStore, console: Console, everything: bool) -> int:
@@ -97,6 +110,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.list:
             return show(store, console, args.all)
+        if args.show:
+            return show_one(store, console, args.show)
         if args.approve:
             return decide(store, settings, console, args.approve, args.approver, True, "")
         if len(args.reject) < 1:

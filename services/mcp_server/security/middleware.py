@@ -20,7 +20,7 @@ from services.mcp_server.security.db import PERM_BYPASS, tool_permission
 from services.mcp_server.security.identity import AuthenticationError, Identity
 from services.mcp_server.security.layer import SecurityLayer
 from services.mcp_server.security.ratelimit import RateLimited
-from services.mcp_server.security.redact import redact
+from services.mcp_server.security.redact import for_approver, redact, redact_text
 
 UNKNOWN = Identity("unknown", "", "none")
 Observer = Callable[[str, str, float], None]
@@ -105,7 +105,8 @@ class SecurityMiddleware(Middleware):
 
     async def _approval(self, identity: Identity, tool: str, args: dict[str, Any]) -> str:
         store = self.layer.approvals
-        gate = await asyncio.to_thread(store.gate, identity.user, tool, args, redact(args, keep_content=True))
+        shown = for_approver(args)  # the approver sees all of what would run
+        gate = await asyncio.to_thread(store.gate, identity.user, tool, args, shown)
         if gate.run:
             return gate.request.id
         request = gate.request
@@ -129,5 +130,5 @@ class SecurityMiddleware(Middleware):
             return
         self.layer.audit.log(AuditEntry(
             user=identity.user, role=identity.role, tool=tool, args=redact(args), status=status,
-            duration_ms=elapsed * 1000.0, detail=detail[:1000], request_id=request_id,
+            duration_ms=elapsed * 1000.0, detail=redact_text(detail, 1000), request_id=request_id,
         ))

@@ -50,9 +50,13 @@ class PathGuard:
         if working_dir is None or not working_dir.strip():
             base = self.roots[0]
         else:
+            if "\0" in working_dir:
+                raise ToolError("working_dir contains a NUL byte")
             base = self._real(self.absolute(working_dir, self.roots[0]))
             self.check(base, working_dir)
-        if not base.is_dir():
+        with _os_errors("use", working_dir or str(base)):
+            is_dir = base.is_dir()
+        if not is_dir:
             raise ToolError(f"working_dir {self.display(base)!r} is not an existing directory")
         return base
 
@@ -62,9 +66,11 @@ class PathGuard:
             raise ToolError("path is empty or contains a NUL byte")
         real = self._real(self.absolute(path, self.base(working_dir)))
         self.check(real, path)
-        if must_exist and not real.exists():
+        with _os_errors("resolve", path):  # e.g. a name longer than the system allows
+            exists = real.exists()
+        if must_exist and not exists:
             raise ToolError(f"{path!r} does not exist")
-        if not real.exists():
+        if not exists:
             self._check_parent_chain(real, path)
         return real
 

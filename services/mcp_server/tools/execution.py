@@ -6,6 +6,7 @@ import os
 import re
 import shlex
 import shutil
+import string
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -31,10 +32,23 @@ NEVER_RUN = frozenset({
     "man", "watch", "script", "ssh", "time", "flock", "taskset", "git",
 })
 # Options of allowlisted programs that change the system or run a program (GNU getopt accepts abbreviations).
+# Also refused: options that read a list of file names from a file (the names inside were never checked against
+# the roots), and grep's recursion that follows every symlink (a link in a root may point outside it).
 REFUSED_OPTIONS = {
     "date": re.compile(r"^(-[uR]*s|--s)"),
-    "sort": re.compile(r"^--co"),
+    "sort": re.compile(r"^--(co|fil)"),
+    "wc": re.compile(r"^--f"),
+    "du": re.compile(r"^--f"),
+    "file": re.compile(r"^(-[^-]*f|--fi)"),
+    "grep": re.compile(r"^(-[^-]*R|--der)"),
 }
+# Options of date whose value is the next argument (so it is not an operand), with GNU's shortest abbreviations.
+DATE_VALUE_OPTION = re.compile(r"^(-[uR]*[dfr]|--da(te?)?|--f(i(le?)?)?|--ref(e(r(e(n(ce?)?)?)?)?)?)$")
+# diff follows symlinks inside the folders it compares unless told not to.
+FORCED_OPTIONS = {"diff": ["--no-dereference"]}
+
+FLAG_LETTERS = string.ascii_letters + string.digits
+MAX_FLAG_CLUSTER = 32
 
 WorkingDir = Annotated[
     str | None, Field(description="Folder that relative paths resolve against (default: the first allowed root).")
@@ -108,32 +122,49 @@ def check_options(program: str, args: list[str]) -> None:
     pattern = REFUSED_OPTIONS.get(program)
     for arg in args:
         if arg == "--":
-            return
+            break
         if pattern is not None and pattern.match(arg):
             raise ToolError(f"option {arg!r} of {program} is not allowed in run_command")
+    if program == "date":
+        _check_date_operands(args)
+
+
+def _check_date_operands(args: list[str]) -> None:
+    """`date MMDDhhmm` sets the clock like `date -s`; only `+FORMAT` operands are allowed."""
+    options_done, value_next = False, False
+    for arg in args:
+        if value_next:
+            value_next = False
+        elif arg == "--" and not options_done:
+            options_done = True
+        elif arg.startswith("-") and arg != "-" and not options_done:
+            value_next = DATE_VALUE_OPTION.match(arg) is not None
+        elif not arg.startswith("+"):
+            raise ToolError(f"date operand {arg!r} would set the clock; only '+FORMAT' operands are allowed")
 
 
 def check_path_arguments(args: list[str], cwd: Path, guard: PathGuard) -> None:
     """Arguments that name a path (or an existing entry) must resolve inside the allowed roots."""
     for arg in args:
-        value = _path_part(arg)
-        if value is None:
-            continue
-        looks_like_path = "/" in value or value in (".", "..") or os.path.lexists(cwd / value)
-        if looks_like_path:
-            real = Path(os.path.realpath(guard.absolute(value, cwd)))
-            guard.check(real, arg)
+        for value in _path_parts(arg):
+            looks_like_path = "/" in value or value in (".", "..") or os.path.lexists(cwd / value)
+            if looks_like_path:
+                real = Path(os.path.realpath(guard.absolute(value, cwd)))
+                guard.check(real, arg)
 
 
-def _path_part(arg: str) -> str | None:
-    """The part of an argument that could be a path: the whole word, or an option's value."""
+def _path_parts(arg: str) -> list[str]:
+    """The parts of an argument that could be a path: the whole word, or an option's value."""
     if not arg.startswith("-"):
-        return arg
-    if "=" in arg:
-        return arg.split("=", 1)[1] or None
-    if not arg.startswith("--") and len(arg) > 2:
-        return arg[2:]
-    return None
+        return [arg]
+    parts = [value] if "=" in arg and (value := arg.split("=", 1)[1]) else []
+    if arg.startswith("--"):
+        return parts
+    # In a cluster such as `-uf/etc/passwd` the value may start after any flag letter, so every such tail counts.
+    flags = len(arg) - 1 - len(arg[1:].lstrip(FLAG_LETTERS))
+    if flags > MAX_FLAG_CLUSTER:
+        raise ToolError(f"option cluster {arg[:40]!r}... is longer than {MAX_FLAG_CLUSTER} letters")
+    return parts + [arg[index:] for index in range(2, min(len(arg), flags + 2))]
 
 
 def register(mcp: FastMCP, settings: McpSettings) -> None:
@@ -160,7 +191,8 @@ def register(mcp: FastMCP, settings: McpSettings) -> None:
         check_path_arguments(argv[1:], cwd, guard)
         limit = min(timeout or settings.command_timeout, settings.command_timeout)
         result = run_limited(
-            [program, *argv[1:]], cwd=cwd, env=base_env(cwd), timeout=limit, max_output=settings.max_output_bytes
+            [program, *FORCED_OPTIONS.get(argv[0], []), *argv[1:]], cwd=cwd, env=base_env(cwd), timeout=limit,
+            max_output=settings.max_output_bytes,
         )
         if result.timed_out:
             raise ToolError(f"{argv[0]} was stopped after {limit:g} s (COMMAND_TIMEOUT)")

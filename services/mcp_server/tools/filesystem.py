@@ -40,10 +40,15 @@ def _kind(mode: int) -> str:
     return "directory" if stat.S_ISDIR(mode) else "file" if stat.S_ISREG(mode) else "other"
 
 
+def printable(name: str) -> str:
+    """A file name as valid UTF-8: bytes that are not (kept by Python as surrogates) become U+FFFD."""
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
 def _entry(item: os.DirEntry[str]) -> dict[str, Any]:
     info = item.stat(follow_symlinks=False)
     return {
-        "name": item.name, "type": _kind(info.st_mode), "size": info.st_size,
+        "name": printable(item.name), "type": _kind(info.st_mode), "size": info.st_size,
         "modified": datetime.fromtimestamp(info.st_mtime, UTC).isoformat(timespec="seconds"),
     }
 
@@ -83,7 +88,7 @@ def search_tree(
         for name in sorted(filenames):
             scanned += 1
             path = Path(dirpath) / name
-            relative = str(path.relative_to(folder))
+            relative = printable(str(path.relative_to(folder)))
             if not (fnmatch.fnmatch(name, pattern) or fnmatch.fnmatch(relative, pattern)):
                 continue
             if needle is None:
