@@ -21,6 +21,7 @@ from services.gateway.settings import GatewaySettings
 from services.gateway.validation import Endpoint, parse_body
 
 READINESS_TIMEOUT = 2.0
+EMBEDDING = "embedding"  # the readiness dependency name of the embedding service
 
 
 @dataclass
@@ -42,11 +43,25 @@ def deployments_from(settings: GatewaySettings) -> dict[str, Deployment]:
     }
 
 
-def models_payload() -> dict:
+def served_model_names(settings: GatewaySettings) -> list[str]:
+    """Every name the gateway answers to: chat and code names, then the embedding names when configured."""
+    return [*PUBLIC_NAMES, *settings.embedding_model_names()]
+
+
+def models_payload(settings: GatewaySettings) -> dict:
     return {
         "object": "list",
-        "data": [{"id": name, "object": "model", "created": 0, "owned_by": "local-ai-suite"} for name in PUBLIC_NAMES],
+        "data": [{"id": name, "object": "model", "created": 0, "owned_by": "local-ai-suite"}
+                 for name in served_model_names(settings)],
     }
+
+
+def readiness_targets(settings: GatewaySettings, router: Router) -> dict[str, str]:
+    """Dependency name -> OpenAI base URL for every backend the readiness check probes."""
+    targets = {d.name: d.api_base for d in router.deployments.values()}
+    if settings.embedding_api_base:
+        targets[EMBEDDING] = settings.embedding_api_base
+    return targets
 
 
 async def probe_backend(client: httpx.AsyncClient, api_base: str) -> str:
@@ -104,7 +119,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         return await state(request).embeddings.forward(await request.body())
 
     async def list_models() -> JSONResponse:
-        return JSONResponse(models_payload())
+        return JSONResponse(models_payload(settings))
 
     # Both spellings, because some clients take the base URL without /v1.
     for prefix in ("/v1", ""):
@@ -117,18 +132,18 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     @app.get("/health/liveliness", include_in_schema=False)
     async def health() -> JSONResponse:
         """Liveness: the process serves requests; no backend is called."""
-        info = {"engine": "fast", "models": list(PUBLIC_NAMES)}
+        info = {"engine": "fast", "models": served_model_names(settings)}
         return health_response("gateway", {}, info=info)
 
     @app.get("/health/readiness")
     async def readiness(request: Request) -> JSONResponse:
-        """Readiness: every backend answers its health check."""
+        """Readiness: every backend, the embedding service included when configured, answers its health check."""
         gateway = state(request)
-        deployments = list(gateway.router.deployments.values())
-        bases = sorted({d.api_base for d in deployments})
+        targets = readiness_targets(settings, gateway.router)
+        bases = sorted(set(targets.values()))
         states = dict(zip(bases, await asyncio.gather(*(probe_backend(gateway.client, b) for b in bases)),
                           strict=True))
-        checks = {d.name: states[d.api_base] for d in deployments}
+        checks = {name: states[base] for name, base in targets.items()}
         cooling = gateway.router.cooldowns.cooling()
         return health_response("gateway", checks, info={"cooldown_seconds_left": cooling})
 

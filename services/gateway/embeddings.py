@@ -13,14 +13,6 @@ from services.gateway.validation import parse_model_request
 RETRY_AFTER = 2
 
 
-def embedding_model_names(settings: GatewaySettings) -> list[str]:
-    """The names routed to the embedding service: `embedding`, the model, its short name, the aliases."""
-    model = settings.embedding_model
-    names = ["embedding", model, model.rsplit("/", 1)[-1]]
-    names += [name.strip() for name in settings.embedding_model_alias.split(",") if name.strip()]
-    return list(dict.fromkeys(names))
-
-
 def check_embedding_body(raw: bytes, names: list[str]) -> None:
     """Refuse a body without a JSON object, or with a model the embedding service does not serve."""
     model = parse_model_request(raw)["model"]
@@ -34,14 +26,17 @@ class EmbeddingForwarder:
 
     def __init__(self, client: httpx.AsyncClient, settings: GatewaySettings) -> None:
         self.client = client
-        self.url = settings.embedding_api_base.rstrip("/") + "/embeddings"
+        self.url = f"{settings.embedding_api_base}/embeddings" if settings.embedding_api_base else None
         self.timeout = httpx.Timeout(settings.embedding_timeout, connect=settings.connect_timeout)
-        self.names = embedding_model_names(settings)
+        self.names = settings.embedding_model_names()
         self.headers = {"content-type": "application/json", "accept-encoding": "identity"}
         if settings.upstream_key:
             self.headers["authorization"] = f"Bearer {settings.upstream_key}"
 
     async def forward(self, raw: bytes) -> Response:
+        if self.url is None:
+            raise ModelNotFound("this gateway has no embedding service: set EMBEDDING_API_BASE (phase 2 does)",
+                                param="model")
         check_embedding_body(raw, self.names)
         try:
             upstream = await self.client.post(self.url, content=raw, headers=self.headers, timeout=self.timeout)

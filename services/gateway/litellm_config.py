@@ -36,6 +36,7 @@ def build_litellm_config(settings: GatewaySettings) -> dict:
         }
         for name, (api_base, backend_model) in backends.items()
     ]
+    model_list += embedding_entries(settings, key_ref)
     return {
         "model_list": model_list,
         "router_settings": {
@@ -57,6 +58,23 @@ def build_litellm_config(settings: GatewaySettings) -> dict:
         },
         "general_settings": {},
     }
+
+
+def embedding_entries(settings: GatewaySettings, key_ref: str) -> list[dict]:
+    """One entry per embedding name, each sent to the service under the model name it always answers to."""
+    return [
+        {
+            "model_name": name,
+            "litellm_params": {
+                "model": f"openai/{settings.embedding_model}",
+                "api_base": settings.embedding_api_base,
+                "api_key": key_ref,
+                "timeout": settings.embedding_timeout,
+                "max_retries": 0,
+            },
+        }
+        for name in settings.embedding_model_names()
+    ]
 
 
 def write_litellm_config(settings: GatewaySettings, path: Path) -> Path:

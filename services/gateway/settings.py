@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from services.common.settings import SuiteSettings
 
@@ -28,9 +28,10 @@ class GatewaySettings(SuiteSettings):
     code_backend_model: str = Field(
         "code-7b", alias="CODE_BACKEND_MODEL", description="Model name the code backend answers to."
     )
-    embedding_api_base: str = Field(
-        "http://127.0.0.1:8003/v1", alias="EMBEDDING_API_BASE",
-        description="OpenAI base URL of the embedding service (/v1/embeddings is forwarded there).",
+    embedding_api_base: str | None = Field(
+        None, alias="EMBEDDING_API_BASE",
+        description="OpenAI base URL of the embedding service (/v1/embeddings is forwarded there); "
+        "unset or empty, as in phase 1, the gateway serves no embedding model.",
     )
     embedding_model: str = Field(
         "sentence-transformers/all-MiniLM-L6-v2", alias="EMBEDDING_MODEL",
@@ -74,6 +75,23 @@ class GatewaySettings(SuiteSettings):
         None, alias="GATEWAY_LITELLM_CONFIG",
         description="Where the litellm engine writes its generated config (default DATA_DIR/gateway/litellm.yaml).",
     )
+
+    @field_validator("embedding_api_base")
+    @classmethod
+    def _empty_base_is_unset(cls, value: str | None) -> str | None:
+        # Compose interpolation turns an unset variable into "", which must not read as a URL.
+        if value is None:
+            return None
+        return value.strip().rstrip("/") or None
+
+    def embedding_model_names(self) -> list[str]:
+        """Names routed to the embedding service: `embedding`, the model, its short name, the aliases; none if unset."""
+        if self.embedding_api_base is None:
+            return []
+        model = self.embedding_model
+        names = ["embedding", model, model.rsplit("/", 1)[-1]]
+        names += [name.strip() for name in self.embedding_model_alias.split(",") if name.strip()]
+        return list(dict.fromkeys(names))
 
     @property
     def upstream_key(self) -> str | None:

@@ -19,7 +19,7 @@ from services.embedding.engine import EmbeddingEngine
 from services.embedding.settings import EmbeddingSettings
 from services.gateway.app import create_app
 from services.gateway.settings import GatewaySettings
-from tests.support.fake_openai import ThreadedServer
+from tests.support.fake_openai import FakeBackend, ThreadedServer
 from tests.support.procs import free_port, wait_healthy
 
 TEXTS = ["How do I read a text file in Python?", "Heavy rain is expected tomorrow."]
@@ -43,10 +43,11 @@ def embedding_base(models_dir: Path, engine: EmbeddingEngine) -> Iterator[str]:
 
 
 @asynccontextmanager
-async def gateway(embedding_api_base: str, **env: object) -> AsyncIterator[httpx.AsyncClient]:
+async def gateway(embedding_api_base: str | None, **env: object) -> AsyncIterator[httpx.AsyncClient]:
     unused = f"http://127.0.0.1:{free_port()}/v1"
-    settings = GatewaySettings(_env_file=None, CHAT_API_BASE=unused, CODE_API_BASE=unused,  # type: ignore[call-arg]
-                               EMBEDDING_API_BASE=embedding_api_base, **env)
+    if embedding_api_base is not None:
+        env["EMBEDDING_API_BASE"] = embedding_api_base
+    settings = GatewaySettings(_env_file=None, **{"CHAT_API_BASE": unused, "CODE_API_BASE": unused, **env})
     app = create_app(settings)
     async with LifespanManager(app) as manager:
         transport = httpx.ASGITransport(app=manager.app)
@@ -144,3 +145,71 @@ async def test_a_service_that_never_answers_gives_504() -> None:
     assert response.status_code == 504 and response.headers["retry-after"] == "2"
     assert response.json()["error"]["code"] == "upstream_timeout"
     assert "EMBEDDING_TIMEOUT=0.3s" in response.json()["error"]["message"]
+
+
+EMBEDDING_NAMES = ["embedding", "sentence-transformers/all-MiniLM-L6-v2", "all-MiniLM-L6-v2", "text-embedding-ada-002"]
+
+
+async def test_models_lists_the_embedding_names_for_editors(gw: httpx.AsyncClient) -> None:
+    for path in ("/v1/models", "/models"):
+        listed = {m["id"]: m for m in (await gw.get(path)).json()["data"]}
+        assert {"chat-7b", "auto", *EMBEDDING_NAMES} <= set(listed)
+        assert {(m["object"], m["owned_by"]) for m in listed.values()} == {("model", "local-ai-suite")}
+    assert set(EMBEDDING_NAMES) <= set((await gw.get("/health")).json()["models"])
+
+
+async def test_the_official_client_finds_the_embedding_model_in_the_list(embedding_base: str) -> None:
+    async with gateway(embedding_base) as http:
+        client = openai.AsyncOpenAI(base_url="http://gateway/v1", api_key="unused", http_client=http, max_retries=0)
+        names = [model.id async for model in client.models.list()]
+    assert [name for name in names if name in EMBEDDING_NAMES] == EMBEDDING_NAMES
+
+
+async def test_a_down_embedding_service_alone_fails_readiness(embedding_base: str) -> None:
+    # Same policy as a down code model: every configured backend must answer for readiness to be 200.
+    chat = FakeBackend("chat").start()
+    try:
+        async with gateway(f"http://127.0.0.1:{free_port()}/v1", CHAT_API_BASE=chat.api_base,
+                           CODE_API_BASE=chat.api_base) as client:
+            down = await client.get("/health/readiness")
+        async with gateway(embedding_base, CHAT_API_BASE=chat.api_base, CODE_API_BASE=chat.api_base) as client:
+            ready = await client.get("/health/readiness")
+    finally:
+        chat.stop()
+    assert down.status_code == 503 and down.headers["retry-after"] == "2"
+    deps = down.json()["dependencies"]
+    assert (deps["chat-7b"], deps["code-7b"]) == ("ok", "ok")
+    assert deps["embedding"].startswith("unavailable: connection refused")
+    assert ready.status_code == 200 and ready.json()["dependencies"]["embedding"] == "ok"
+
+
+async def test_a_loading_embedding_service_is_not_ready(models_dir: Path, engine: EmbeddingEngine) -> None:
+    release = threading.Event()
+
+    def gated(_: EmbeddingSettings) -> EmbeddingEngine:
+        release.wait(30)
+        return engine
+
+    settings = EmbeddingSettings(_env_file=None, MODELS_DIR=models_dir)  # type: ignore[call-arg]
+    server = ThreadedServer(lambda: create_embedding_app(settings, loader=gated), lifespan="on").start()
+    try:
+        async with gateway(f"http://127.0.0.1:{server.port}/v1") as client:
+            loading = (await client.get("/health/readiness")).json()["dependencies"]["embedding"]
+            release.set()
+            wait_healthy(f"http://127.0.0.1:{server.port}/health", 30)
+            loaded = (await client.get("/health/readiness")).json()["dependencies"]["embedding"]
+    finally:
+        release.set()
+        server.stop()
+    assert loading.startswith("unavailable: HTTP 503") and loaded == "ok"
+
+
+@pytest.mark.parametrize("base", [None, ""])
+async def test_without_an_embedding_service_no_name_is_offered(base: str | None) -> None:
+    async with gateway(base) as client:
+        ids = {m["id"] for m in (await client.get("/v1/models")).json()["data"]}
+        deps = (await client.get("/health/readiness")).json()["dependencies"]
+        response = await client.post("/v1/embeddings", json={"model": "embedding", "input": "x"})
+    assert ids == {"chat-7b", "code-7b", "auto", "gpt-3.5-turbo", "qwen2.5-14b-instruct"}
+    assert set(deps) == {"chat-7b", "code-7b"}
+    assert response.status_code == 404 and "EMBEDDING_API_BASE" in response.json()["error"]["message"]

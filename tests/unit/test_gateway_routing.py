@@ -148,6 +148,27 @@ def test_litellm_config_derives_from_settings() -> None:
     assert config["litellm_settings"]["callbacks"] == ["services.gateway.litellm_hooks.auto_route"]
 
 
+def test_litellm_config_routes_the_embedding_names_to_the_embedding_service() -> None:
+    config = build_litellm_config(settings(EMBEDDING_API_BASE="http://embedding:8003/v1/", EMBEDDING_TIMEOUT=12,
+                                           EMBEDDING_MODEL_ALIAS="text-embedding-3-small", API_KEY="k"))
+    entries = {e["model_name"]: e["litellm_params"] for e in config["model_list"]}
+    assert list(entries) == ["chat-7b", "code-7b", "embedding", "sentence-transformers/all-MiniLM-L6-v2",
+                             "all-MiniLM-L6-v2", "text-embedding-3-small"]
+    # Every name reaches the service under the one name it always answers to, whatever its aliases are.
+    assert entries["embedding"] == entries["text-embedding-3-small"] == {
+        "model": "openai/sentence-transformers/all-MiniLM-L6-v2", "api_base": "http://embedding:8003/v1",
+        "api_key": "os.environ/API_KEY", "timeout": 12, "max_retries": 0,
+    }
+    assert "embedding" not in str(config["router_settings"])  # no chat fallback for an embedding request
+
+
+@pytest.mark.parametrize("base", [None, "", "  "])
+def test_litellm_config_has_no_embedding_entry_without_a_service(base: str | None) -> None:
+    env = {} if base is None else {"EMBEDDING_API_BASE": base}
+    names = [e["model_name"] for e in build_litellm_config(settings(**env))["model_list"]]
+    assert names == ["chat-7b", "code-7b"]
+
+
 def test_litellm_config_refers_to_the_key_without_writing_it(tmp_path: Path, monkeypatch) -> None:
     config = build_litellm_config(settings(API_KEY="s3cret"))
     assert {e["litellm_params"]["api_key"] for e in config["model_list"]} == {"os.environ/API_KEY"}
