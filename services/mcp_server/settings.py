@@ -55,9 +55,9 @@ class McpSettings(SuiteSettings):
     audit_enabled: bool = Field(True, alias="AUDIT_ENABLED", description="Append every call to the audit chain.")
     rate_limit_enabled: bool = Field(True, alias="RATE_LIMIT_ENABLED", description="Token buckets per user and tool.")
     rate_limit_per_second: float = Field(
-        200.0, alias="RATE_LIMIT_PER_SECOND", gt=0, description="Refill rate of each user's bucket per tool."
+        1000.0, alias="RATE_LIMIT_PER_SECOND", gt=0, description="Refill rate of each user's bucket per tool."
     )
-    rate_limit_burst: int = Field(400, alias="RATE_LIMIT_BURST", ge=1, description="Size of each bucket.")
+    rate_limit_burst: int = Field(2000, alias="RATE_LIMIT_BURST", ge=1, description="Size of each bucket.")
     rate_limit_tools: dict[str, tuple[float, int]] = Field(
         default_factory=lambda: json.loads(DEFAULT_TOOL_LIMITS), alias="RATE_LIMIT_TOOLS",
         description='JSON of per-tool [per_second, burst] overrides, e.g. {"run_command": [2, 10]}.',
