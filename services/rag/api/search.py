@@ -93,7 +93,7 @@ async def prewarm(state: Ready, body: PrewarmRequest | None = None) -> dict[str,
     await state.embedder.embed(["prewarm"])
     timings["embed_ms"] = round((time.perf_counter() - t) * 1000, 3)
     t = time.perf_counter()
-    await state.vectors.collections()
+    await state.vectors.warm()
     timings["qdrant_ms"] = round((time.perf_counter() - t) * 1000, 3)
     if body is not None and body.llm:
         t = time.perf_counter()

@@ -15,6 +15,7 @@ from qdrant_client import AsyncQdrantClient
 from qdrant_client.http import models as qm
 from qdrant_client.http.exceptions import UnexpectedResponse
 
+from services.rag.clients.dense import DenseMatrix
 from services.rag.clients.outage import RetryPolicy, StoreClosed
 
 log = logging.getLogger(__name__)
@@ -55,6 +56,11 @@ class VectorStore:
         self.timeout = timeout
         self._client: AsyncQdrantClient | None = None
         self._lock = asyncio.Lock()
+        # Embedded mode only: this process is the folder's only writer (Qdrant locks it), so copies of the
+        # vectors updated after each write stay exact. `_writes` counts writes, so that a copy read while one
+        # ran is not kept.
+        self._dense: dict[str, DenseMatrix] = {}
+        self._writes = 0
 
     @property
     def mode(self) -> str:
@@ -79,6 +85,7 @@ class VectorStore:
     async def close(self) -> None:
         async with self._lock:
             client, self._client = self._client, None
+            self._dense.clear()
         if client is not None:
             await client.close()
 
@@ -93,6 +100,7 @@ class VectorStore:
                     async with self._lock:
                         if self._client is client:
                             self._client = None
+                            self._dense.clear()
                 raise
 
         return await self.policy.call("qdrant", attempt)
@@ -122,11 +130,31 @@ class VectorStore:
 
         await self._run(create)
 
+    async def _write(self, collection: str, fn: Callable[[AsyncQdrantClient], Awaitable[object]],
+                     apply: Callable[[DenseMatrix], None]) -> None:
+        """Run a write, then `apply` it to the collection's in-memory copy, if there is one."""
+        try:
+            await self._run(fn)
+        except BaseException:
+            self._dense.pop(collection, None)  # the write may have gone through in part
+            raise
+        finally:
+            self._writes += 1
+        matrix = self._dense.get(collection)
+        if matrix is not None:
+            apply(matrix)
+
     async def upsert(self, collection: str, points: Sequence[Point]) -> None:
         if not points:
             return
-        structs = [qm.PointStruct(id=str(p.id), vector=unit_length(p.vector), payload=p.payload) for p in points]
-        await self._run(lambda client: client.upsert(qdrant_name(collection), points=structs, wait=True))
+        vectors = [unit_length(p.vector) for p in points]
+        structs = [qm.PointStruct(id=str(p.id), vector=vector, payload=p.payload)
+                   for p, vector in zip(points, vectors, strict=True)]
+        await self._write(
+            collection, lambda client: client.upsert(qdrant_name(collection), points=structs, wait=True),
+            lambda matrix: matrix.upsert((p.id, vector, p.payload.get("document_id"))
+                                         for p, vector in zip(points, vectors, strict=True)),
+        )
 
     async def set_chunk_index(self, collection: str, moved: dict[UUID, int]) -> None:
         """Keep the payload's chunk index in step when unchanged chunks move within their document."""
@@ -143,14 +171,16 @@ class VectorStore:
         if not ids:
             return
         selector = qm.PointIdsList(points=[str(i) for i in ids])
-        await self._run(lambda client: self._delete(client, collection, selector))
+        await self._write(collection, lambda client: self._delete(client, collection, selector),
+                          lambda matrix: matrix.remove(ids))
 
     async def delete_document(self, collection: str, document_id: str) -> None:
         """Delete by payload, so vectors left by an interrupted run go too."""
         selector = qm.FilterSelector(filter=qm.Filter(must=[
             qm.FieldCondition(key="document_id", match=qm.MatchValue(value=document_id))
         ]))
-        await self._run(lambda client: self._delete(client, collection, selector))
+        await self._write(collection, lambda client: self._delete(client, collection, selector),
+                          lambda matrix: matrix.remove_document(document_id))
 
     @staticmethod
     async def _delete(client: AsyncQdrantClient, collection: str, selector: qm.PointsSelector) -> None:
@@ -159,10 +189,19 @@ class VectorStore:
             await client.delete(name, points_selector=selector, wait=True)
 
     async def drop_collection(self, collection: str) -> None:
-        await self._run(lambda client: client.delete_collection(qdrant_name(collection)))
+        self._dense.pop(collection, None)
+        await self._write(collection, lambda client: client.delete_collection(qdrant_name(collection)),
+                          lambda matrix: None)
 
     async def search(self, collection: str, vector: list[float], limit: int) -> list[tuple[UUID, float]]:
+        """Best `limit` (id, cosine similarity) pairs; embedded mode searches its in-memory copy."""
         vector = unit_length(vector)
+        if self.mode == "embedded":
+            matrix = self._dense.get(collection)
+            if matrix is None:
+                matrix = await self._load_dense(collection)
+            if matrix is not None:
+                return matrix.search(vector, limit)
 
         async def query(client: AsyncQdrantClient) -> list[tuple[UUID, float]]:
             try:
@@ -177,6 +216,21 @@ class VectorStore:
 
         return await self._run(query)
 
+    async def warm(self) -> None:
+        """Copy every collection's vectors into memory now, instead of at its first search (embedded mode)."""
+        if self.mode == "embedded":
+            for collection in await self.collections():
+                if collection not in self._dense:
+                    await self._load_dense(collection)
+
+    async def _load_dense(self, collection: str) -> DenseMatrix | None:
+        """The collection's vectors in memory; None when it does not exist or its vectors are not plain ones."""
+        writes = self._writes
+        matrix = await self._run(lambda client: _read_dense(client, qdrant_name(collection)))
+        if matrix is not None and writes == self._writes:
+            self._dense[collection] = matrix
+        return matrix
+
     async def count(self, collection: str, document_id: str | None = None) -> int:
         async def query(client: AsyncQdrantClient) -> int:
             name = qdrant_name(collection)
@@ -189,3 +243,28 @@ class VectorStore:
             return (await client.count(name, count_filter=flt, exact=True)).count
 
         return await self._run(query)
+
+
+async def _read_dense(client: AsyncQdrantClient, name: str) -> DenseMatrix | None:
+    if not await client.collection_exists(name):
+        return None
+    params = (await client.get_collection(name)).config.params.vectors
+    # stored DOT vectors are unit length (see `upsert`) and Qdrant normalises COSINE ones itself
+    if not isinstance(params, qm.VectorParams) or params.distance not in (qm.Distance.DOT, qm.Distance.COSINE):
+        return None
+    count = (await client.count(name, exact=True)).count
+    matrix = DenseMatrix(params.size, capacity=max(1024, count + count // 4))
+    offset: qm.ExtendedPointId | None = None
+    while True:
+        # one page holds them all: every page sorts the whole collection again
+        points, offset = await client.scroll(name, limit=count + 1, offset=offset, with_vectors=True,
+                                             with_payload=["document_id"])
+        rows = []
+        for point in points:
+            vector = np.asarray(point.vector, dtype=np.float32) if isinstance(point.vector, list) else None
+            if vector is None or vector.shape != (params.size,):  # named or multi-vectors: not ours
+                return None
+            rows.append((UUID(str(point.id)), vector, (point.payload or {}).get("document_id")))
+        matrix.upsert(rows)
+        if offset is None:
+            return matrix
