@@ -30,7 +30,8 @@ browser: ## Install Debian's chromium for the web tools when it is missing
 models: $(STAMP) ## Fetch and verify the bundled offline models into MODELS_DIR
 	$(BIN)/ai-suite models fetch
 
-run: models browser ## Start the suite natively on the embedded defaults and print the URLs
+run: models ## Start the suite natively on the embedded defaults and print the URLs
+	@bash scripts/install-chromium.sh || echo "warning: without Chromium the web tools answer with an error until it is installed"
 	$(BIN)/ai-suite up $(PHASE)
 
 stop: ## Stop the native suite
