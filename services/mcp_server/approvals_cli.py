@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 import time
 from collections.abc import Sequence
+from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
@@ -17,6 +19,9 @@ from services.mcp_server.security.approvals import ApprovalError, ApprovalReques
 from services.mcp_server.settings import McpSettings
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+log = logging.getLogger(__name__)
+# What must match the server's own settings; everything else comes from the environment and `.env` as usual.
+SHARED_WITH_SERVER = ("DATA_DIR", "SECURITY_DB_PATH", "APPROVAL_TIMEOUT")
 STYLE = {"pending": "yellow", "approved": "green", "rejected": "red", "used": "dim", "expired": "dim"}
 EXAMPLES = """examples:
   ai-approvals --list                       pending requests
@@ -96,10 +101,28 @@ def decide(store: ApprovalStore, settings: McpSettings, console: Console, reques
     return EXIT_OK
 
 
+def native_environment() -> dict[str, str]:
+    """The settings the native runner gives mcp-server, so every folder finds the server's database.
+
+    Empty where the compose files are absent (inside the image, whose environment already has them).
+    """
+    from services.stack.compose import ComposeError
+    from services.stack.interpolate import InterpolationError
+    from services.stack.runner import Stack, StackError
+
+    try:
+        return dict(Stack("p3").services["mcp-server"].env)
+    except (StackError, ComposeError, InterpolationError, OSError, KeyError) as exc:
+        log.debug("no native mcp-server settings: %s", exc)
+        return {}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     console = Console(highlight=False)
-    settings = McpSettings()
+    native = native_environment()
+    shared: dict[str, Any] = {name: native[name] for name in SHARED_WITH_SERVER if name in native}
+    settings = McpSettings(**shared)
     path = settings.security_db_path()
     if not path.exists():
         console.print(f"[red]error:[/] no security database at {escape(str(path))}; start the MCP server once, "

@@ -98,3 +98,18 @@ async def test_stdio_runs_as_the_local_owner(tmp_path: Path) -> None:
     rows = sqlite3.connect(path).execute("SELECT user_name, role, tool, status FROM audit_log").fetchall()
     assert rows == [("owner", "developer", "read_file", "allowed")]
     assert verify(path).ok
+
+
+def test_ai_approvals_finds_the_servers_database_from_any_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A relative DATA_DIR means the suite's folder (as for the native server), never the caller's folder."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    monkeypatch.delenv("SECURITY_DB_PATH", raising=False)
+    monkeypatch.setenv("DATA_DIR", "suite-data-for-this-test")
+    server_dir = Path(approvals_cli.native_environment()["DATA_DIR"])
+    assert server_dir.is_absolute() and not server_dir.is_relative_to(tmp_path)
+    assert approvals_cli.main(["--list"]) == 1  # no server has run there
+    assert str(server_dir / "security" / "security.db") in capsys.readouterr().out.replace("\n", "")
