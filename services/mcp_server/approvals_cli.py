@@ -12,7 +12,6 @@ from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
 
 from services.mcp_server.security import db
 from services.mcp_server.security.approvals import ApprovalError, ApprovalRequest, ApprovalStore, decide_and_record
@@ -50,7 +49,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def _args_text(request: ApprovalRequest) -> str:
     text = json.dumps(json.loads(request.args), ensure_ascii=False)
-    # The table stays readable; approving something only partly seen is what --show is for.
+    # The list stays readable; --show prints the whole call before anyone approves it.
     return text if len(text) <= 200 else text[:200] + f"… (ai-approvals --show {request.id})"
 
 
@@ -65,26 +64,29 @@ def show_one(store: ApprovalStore, console: Console, request_id: str) -> int:
 
 
 def show(store: ApprovalStore, console: Console, everything: bool) -> int:
-    """Print the requests as a table."""
+    """Print the requests, one block each."""
     now = time.time()
     found = store.find(states=() if everything else ("pending",))
     if not found:
         console.print("no pending approval requests" if not everything else "no approval requests")
         return EXIT_OK
-    table = Table(title="MCP approval requests")
-    table.add_column("id", no_wrap=True, min_width=32)  # ids are copied into --approve; never wrap them
-    for column in ("user", "tool", "arguments", "status", "expires / decided"):
-        table.add_column(column, overflow="fold")
+    # One block per request, not a table: ids must stay whole to be copied, and arguments can be long.
     for req in found:
         state = req.state(now)
         public = req.public(now)
-        when = public["expires_at"] if state == "pending" else f"{public['decided_at'] or ''} {req.decided_by or ''}"
+        when = f"expires {_short(public['expires_at'])} UTC" if state == "pending" else \
+            f"{state} {_short(public['decided_at'])} UTC by {req.decided_by or '?'}"
         if req.reason:
             when += f" ({req.reason})"
-        table.add_row(req.id, req.user_name, req.tool, escape(_args_text(req)),
-                      f"[{STYLE.get(state, 'white')}]{state}[/]", escape(when.strip()))
-    console.print(table)
+        console.print(f"[bold]{req.id}[/]  [{STYLE.get(state, 'white')}]{state}[/]  {escape(req.tool)}  "
+                      f"from {escape(req.user_name)}  {escape(when)}", soft_wrap=True)
+        console.print(f"    {escape(_args_text(req))}", soft_wrap=True)
     return EXIT_OK
+
+
+def _short(stamp: str | None) -> str:
+    """2026-11-26T00:36:49+00:00 -> 2026-11-26 00:36:49 (the column says UTC)."""
+    return (stamp or "").replace("T", " ").removesuffix("+00:00")
 
 
 def decide(store: ApprovalStore, settings: McpSettings, console: Console, request_id: str, approver: str,
