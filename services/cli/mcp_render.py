@@ -77,19 +77,17 @@ def render_tools(rows: list[ToolRow], out: TextIO | None = None) -> None:
 
 
 def render_approvals(requests: Sequence[Mapping[str, Any]], out: TextIO | None = None) -> None:
-    """A table of the caller's approval requests, newest first as the server sends them."""
+    """The caller's approval requests, newest first as the server sends them, one line each."""
     from rich.console import Console
-    from rich.table import Table
+    from rich.markup import escape
 
     styles = {"pending": "yellow", "approved": "green", "used": "dim", "rejected": "red", "expired": "dim"}
-    table = Table(title="your approval requests")
-    # the id is copied into `ai-approvals --approve ID`, so it is never folded
-    for column in ("request", "tool", "status", "created", "expires"):
-        table.add_column(column, no_wrap=True)
-    table.add_column("reason", overflow="fold")
+    console = Console(file=out or sys.stdout, highlight=False)
+    # Lines, not a table: the id is copied into `ai-approvals --approve ID` and must never be cut.
     for item in requests:
         status = str(item.get("status", "?"))
         created, expires = (local_time(item.get(key), "%m-%d %H:%M") for key in ("created_at", "expires_at"))
-        table.add_row(str(item.get("request_id", "?")), str(item.get("tool", "?")),
-                      f"[{styles.get(status, 'white')}]{status}[/]", created, expires, str(item.get("reason") or ""))
-    Console(file=out or sys.stdout, highlight=False).print(table)
+        reason = f"  ({escape(str(item['reason']))})" if item.get("reason") else ""
+        console.print(f"{escape(str(item.get('request_id', '?')))}  [{styles.get(status, 'white')}]{status}[/]  "
+                      f"{escape(str(item.get('tool', '?')))}  created {created}  expires {expires}{reason}",
+                      soft_wrap=True)

@@ -6,6 +6,7 @@ GET /api/approvals/{id}/status and GET /api/approvals. An approval is decided af
 
 from __future__ import annotations
 
+import io
 import json
 import threading
 import time
@@ -27,6 +28,7 @@ from services.cli import config as cli_config
 from services.cli import mcp as cli_mcp
 from services.cli.exitcodes import ExitCode
 from services.cli.main import build_parser, main
+from services.cli.mcp_render import render_approvals
 from services.cli.render import Notes
 from services.mcp_server.catalog import TOOLS
 from tests.support.procs import free_port
@@ -325,3 +327,14 @@ def test_notes_go_to_stderr_only(server: FakeMcp, capsys: pytest.CaptureFixture[
                             poller=cli_mcp.ApprovalPoller(target, interval=0.01)) == ExitCode.OK
     out = capsys.readouterr().out
     assert json.loads(out)["stdout"] == "hello\n"
+
+
+def test_approvals_keep_whole_ids_on_a_narrow_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLUMNS", "40")
+    out = io.StringIO()
+    request_id = "6b7a280c1ca641e1a9620e0af4657d7e"
+    render_approvals([{"request_id": request_id, "tool": "run_command", "status": "rejected",
+                       "created_at": "2026-11-26T00:31:49+00:00", "expires_at": "2026-11-26T00:36:49+00:00",
+                       "reason": "too broad"}], out)
+    text = out.getvalue()
+    assert request_id in text and "rejected" in text and "too broad" in text
