@@ -44,6 +44,7 @@ class EmbeddingEngine:
             providers=PROVIDERS,
             specific_model_path=str(path) if path else None,
             local_files_only=path is not None,
+            enable_cpu_mem_arena=settings.memory_arena,
         )
         engine = cls(model, settings.embedding_model, settings.batch_size)
         engine.embed(["warm-up"])

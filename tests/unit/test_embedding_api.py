@@ -221,3 +221,13 @@ async def test_metrics_count_texts_and_time_batches(client: httpx.AsyncClient) -
     assert metric(text, "embedding_texts_total") == 4
     assert metric(text, "embedding_batch_seconds_count") == 2
     assert metric(text, "embedding_batch_seconds_sum") > 0
+
+
+def test_memory_arena_setting_reaches_onnx_runtime_and_keeps_the_vectors(
+    models_dir: Path, engine: EmbeddingEngine
+) -> None:
+    lean = EmbeddingEngine.load(make_settings(models_dir, EMBEDDING_MEMORY_ARENA="false", EMBEDDING_THREADS=1))
+    assert lean.model.model.model.get_session_options().enable_cpu_mem_arena is False
+    assert engine.model.model.model.get_session_options().enable_cpu_mem_arena is True
+    same = lean.embed([WEATHER]).vectors[0] @ engine.embed([WEATHER]).vectors[0]
+    assert same > 0.999
