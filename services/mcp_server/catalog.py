@@ -44,7 +44,7 @@ TOOLS: dict[str, ToolSpec] = {
         _spec("git_add", "git", Risk.MEDIUM),
         _spec("git_commit", "git", Risk.HIGH),
         _spec("web_scrape", "web", Risk.MEDIUM, read_only=True),
-        _spec("web_screenshot", "web", Risk.MEDIUM, read_only=True),
+        _spec("web_screenshot", "web", Risk.MEDIUM),  # save_path writes a file
         _spec("web_analyze_ui", "web", Risk.MEDIUM, read_only=True),
         _spec("web_automate", "web", Risk.HIGH),
         _spec("notion_search", "notion", Risk.LOW, read_only=True),

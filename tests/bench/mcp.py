@@ -172,7 +172,7 @@ def write_report(result: dict) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rounds", type=int, default=5, help="alternating rounds per measurement")
+    parser.add_argument("--rounds", type=int, default=7, help="alternating rounds per measurement")
     parser.add_argument("--seconds", type=float, default=4.0, help="length of each round")
     parser.add_argument("--concurrency", type=int, default=4, help="client sessions")
     parser.add_argument("--rate", type=float, default=100.0, help="steady calls/s for the latency rounds")

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -181,3 +182,32 @@ async def test_owner_needs_approval_and_runs_once(p3: dict[str, Any]) -> None:
         assert replay.is_error and json.loads(replay.content[0].text)["request_id"] != request_id
     verified = ai_suite(p3["env"], "audit", "verify")
     assert verified.returncode == 0
+
+
+def test_ai_waits_for_approval_then_reruns_the_call_once(p3: dict[str, Any]) -> None:
+    env = {**os.environ, "MCP_URL": f"{p3['url']}/mcp", "MCP_API_KEY": p3["owner"], "NO_COLOR": "1"}
+    args = json.dumps({"command": "echo cli-waited", "working_dir": str(p3["work"])})
+    waiting = subprocess.Popen([sys.executable, "-m", "services.cli", "--mcp", "run_command", "--mcp-args", args],
+                               env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        headers = {"Authorization": f"Bearer {p3['owner']}"}
+        request_id = None
+        deadline = time.monotonic() + 60
+        while request_id is None and time.monotonic() < deadline:
+            listed = httpx.get(f"{p3['url']}/api/approvals", headers=headers, timeout=10, trust_env=False).json()
+            request_id = next((r["request_id"] for r in listed["requests"]
+                               if r["status"] == "pending" and "cli-waited" in json.dumps(r)), None)
+            time.sleep(0.2)
+        assert request_id, "the CLI's call never showed up as a pending request"
+        approved = subprocess.run([sys.executable, "-m", "services.mcp_server.approvals_cli", "--approve", request_id],
+                                  env={**os.environ, **p3["stack"].services["mcp-server"].env},
+                                  capture_output=True, text=True, timeout=60)
+        assert approved.returncode == 0, approved.stdout + approved.stderr
+        out, err = waiting.communicate(timeout=60)
+    finally:
+        if waiting.poll() is None:
+            waiting.kill()
+    assert waiting.returncode == 0, out + err
+    assert "cli-waited" in out and request_id in err
+    final = httpx.get(f"{p3['url']}/api/approvals/{request_id}/status", headers=headers, timeout=10, trust_env=False)
+    assert final.json()["status"] == "used"

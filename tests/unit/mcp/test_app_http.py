@@ -88,6 +88,13 @@ async def test_health_and_metrics(suite: Suite) -> None:
     assert health.json()["dependencies"] == {"security_db": "ok", "audit": "ok"}
     metrics = httpx.get(f"{suite.server.url}/metrics", timeout=10).text
     assert 'mcp_tool_calls_total{status="allowed",tool="read_file"}' in metrics
+    layer = suite.server.app.state.security
+    layer.audit.last_error = "disk full"  # what the writer records when a batch cannot be committed
+    try:
+        failing = httpx.get(f"{suite.server.url}/health", timeout=10)
+    finally:
+        layer.audit.last_error = None
+    assert failing.status_code == 503 and "disk full" in failing.json()["dependencies"]["audit"]
 
 
 async def test_approve_then_run_once_then_replay_needs_new_approval(
@@ -214,6 +221,12 @@ async def test_mixed_run_has_one_audit_row_per_call_and_verifies(tmp_path: Path)
             await call(suite, "admin", "execute_python", {"code": "raise"})
         expected += [("owner", "run_command", "pending"), ("admin", "run_command", "approved"),
                      ("owner", "run_command", "allowed"), ("admin", "execute_python", "error")]
+        refused = (await needs_approval(suite, "owner", "run_command", {"command": "nope"}))["request_id"]
+        decide_and_record(ApprovalStore(suite.db_path, 60), refused, "admin", False, "no")
+        with pytest.raises(ToolError, match="approval_required"):
+            await call(suite, "owner", "run_command", {"command": "nope"})  # a rejected request never runs
+        expected += [("owner", "run_command", "pending"), ("admin", "run_command", "rejected"),
+                     ("owner", "run_command", "pending")]
     rows = sqlite3.connect(suite.db_path).execute("SELECT user_name, tool, status, args FROM audit_log").fetchall()
     # The decision row is written by the approver at once; call rows arrive through the queue, so compare as sets.
     assert sorted(r[:3] for r in rows) == sorted(expected)

@@ -134,6 +134,7 @@ def test_seed_is_idempotent_and_keeps_revoked_grants(tmp_path: Path) -> None:
     assert db.user_role(conn, "owner") == "admin"  # MCP_OWNER_ROLE stays authoritative
     assert conn.execute("SELECT COUNT(*) FROM api_keys WHERE key_hash = ?", (db.hash_key(key),)).fetchone()[0] == 1
     assert conn.execute("SELECT MAX(version) FROM schema_version").fetchone()[0] >= 1
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     conn.close()
 
 
