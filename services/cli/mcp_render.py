@@ -58,8 +58,9 @@ def tool_rows(tools: list[Tool]) -> list[ToolRow]:
     rows = []
     for tool in sorted(tools, key=lambda t: (order.get(t.name, len(order)), t.name)):
         spec = TOOLS.get(tool.name)
-        description = (tool.description or "").strip().splitlines()[0] if tool.description else ""
-        rows.append(ToolRow(tool.name, spec.family if spec else "?", spec.risk.name if spec else "?", description))
+        lines = (tool.description or "").strip().splitlines()
+        rows.append(ToolRow(tool.name, spec.family if spec else "?", spec.risk.name if spec else "?",
+                            lines[0] if lines else ""))
     return rows
 
 

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import sqlite3
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -71,39 +74,32 @@ def dispatch(args: argparse.Namespace, console: Console | None = None) -> int:
     return EXIT_FAILED
 
 
-def _with_db(settings: McpSettings) -> Any:
-    db.initialize(settings)
-    return db.connect(settings.security_db_path())
+@contextlib.contextmanager
+def _database(settings: McpSettings) -> Iterator[sqlite3.Connection]:
+    """The migrated and seeded security database, closed on leaving."""
+    with contextlib.closing(db.connect(db.initialize(settings))) as conn:
+        yield conn
 
 
 def user_add(settings: McpSettings, name: str, role: str, console: Console) -> int:
-    conn = _with_db(settings)
-    try:
+    with _database(settings) as conn:
         key = db.create_user(conn, name, role)
-    finally:
-        conn.close()
     console.print(f"user [bold]{escape(name)}[/] ({escape(role)}) created. API key, shown only now:")
     console.print(key, markup=False, highlight=False, soft_wrap=True)
     return EXIT_OK
 
 
 def key_add(settings: McpSettings, user: str, label: str, console: Console) -> int:
-    conn = _with_db(settings)
-    try:
+    with _database(settings) as conn:
         key = db.issue_key(conn, user, label)
-    finally:
-        conn.close()
     console.print(f"new key for [bold]{escape(user)}[/], shown only now:")
     console.print(key, markup=False, highlight=False, soft_wrap=True)
     return EXIT_OK
 
 
 def user_list(settings: McpSettings, console: Console) -> int:
-    conn = _with_db(settings)
-    try:
+    with _database(settings) as conn:
         rows = db.list_users(conn)
-    finally:
-        conn.close()
     table = Table(title=f"MCP users ({settings.security_db_path()})")
     for column in ("user", "role", "keys", "state", "created"):
         table.add_column(column)

@@ -18,8 +18,9 @@ from services.common.health import health_response
 from services.common.metrics import instrument
 from services.mcp_server.metrics import ToolMetrics
 from services.mcp_server.security.db import PERM_DECIDE
-from services.mcp_server.security.identity import AuthenticationError, Identity
+from services.mcp_server.security.identity import AuthenticationError
 from services.mcp_server.security.layer import SecurityLayer
+from services.mcp_server.security.rbac import Identity
 from services.mcp_server.server import Register, build_server
 from services.mcp_server.settings import McpSettings
 

@@ -20,42 +20,33 @@ class ToolSpec:
     name: str
     family: str
     risk: Risk
-    read_only: bool
-
-
-def _spec(name: str, family: str, risk: Risk, read_only: bool = False) -> ToolSpec:
-    return ToolSpec(name, family, risk, read_only)
+    read_only: bool = False
 
 
 TOOLS: dict[str, ToolSpec] = {
     spec.name: spec
     for spec in (
-        _spec("list_files", "filesystem", Risk.LOW, read_only=True),
-        _spec("read_file", "filesystem", Risk.LOW, read_only=True),
-        _spec("search_files", "filesystem", Risk.LOW, read_only=True),
-        _spec("get_system_info", "filesystem", Risk.LOW, read_only=True),
-        _spec("write_file", "filesystem", Risk.MEDIUM),
-        _spec("create_directory", "filesystem", Risk.MEDIUM),
-        _spec("run_command", "execution", Risk.HIGH),
-        _spec("execute_python", "execution", Risk.CRITICAL),
-        _spec("git_status", "git", Risk.LOW, read_only=True),
-        _spec("git_diff", "git", Risk.LOW, read_only=True),
-        _spec("git_log", "git", Risk.LOW, read_only=True),
-        _spec("git_add", "git", Risk.MEDIUM),
-        _spec("git_commit", "git", Risk.HIGH),
-        _spec("web_scrape", "web", Risk.MEDIUM, read_only=True),
-        _spec("web_screenshot", "web", Risk.MEDIUM),  # save_path writes a file
-        _spec("web_analyze_ui", "web", Risk.MEDIUM, read_only=True),
-        _spec("web_automate", "web", Risk.HIGH),
-        _spec("notion_search", "notion", Risk.LOW, read_only=True),
-        _spec("notion_create_page", "notion", Risk.MEDIUM),
-        _spec("web_to_notion", "notion", Risk.MEDIUM),
-        _spec("rag_query", "rag", Risk.LOW, read_only=True),
-        _spec("rag_index", "rag", Risk.MEDIUM),
+        ToolSpec("list_files", "filesystem", Risk.LOW, read_only=True),
+        ToolSpec("read_file", "filesystem", Risk.LOW, read_only=True),
+        ToolSpec("search_files", "filesystem", Risk.LOW, read_only=True),
+        ToolSpec("get_system_info", "filesystem", Risk.LOW, read_only=True),
+        ToolSpec("write_file", "filesystem", Risk.MEDIUM),
+        ToolSpec("create_directory", "filesystem", Risk.MEDIUM),
+        ToolSpec("run_command", "execution", Risk.HIGH),
+        ToolSpec("execute_python", "execution", Risk.CRITICAL),
+        ToolSpec("git_status", "git", Risk.LOW, read_only=True),
+        ToolSpec("git_diff", "git", Risk.LOW, read_only=True),
+        ToolSpec("git_log", "git", Risk.LOW, read_only=True),
+        ToolSpec("git_add", "git", Risk.MEDIUM),
+        ToolSpec("git_commit", "git", Risk.HIGH),
+        ToolSpec("web_scrape", "web", Risk.MEDIUM, read_only=True),
+        ToolSpec("web_screenshot", "web", Risk.MEDIUM),  # save_path writes a file
+        ToolSpec("web_analyze_ui", "web", Risk.MEDIUM, read_only=True),
+        ToolSpec("web_automate", "web", Risk.HIGH),
+        ToolSpec("notion_search", "notion", Risk.LOW, read_only=True),
+        ToolSpec("notion_create_page", "notion", Risk.MEDIUM),
+        ToolSpec("web_to_notion", "notion", Risk.MEDIUM),
+        ToolSpec("rag_query", "rag", Risk.LOW, read_only=True),
+        ToolSpec("rag_index", "rag", Risk.MEDIUM),
     )
 }
-
-
-def needs_approval(tool: str) -> bool:
-    """True for tools whose calls wait for a second person unless an admin makes them."""
-    return TOOLS[tool].risk >= Risk.HIGH

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 
 from fastmcp.server.dependencies import get_http_request
 from starlette.requests import Request
 
 from services.common.settings import is_loopback
 from services.mcp_server.security.db import OWNER, hash_key
-from services.mcp_server.security.rbac import AuthCache
+from services.mcp_server.security.rbac import AuthCache, Identity
 from services.mcp_server.settings import McpSettings
 
 ANONYMOUS = "anonymous"
@@ -18,13 +17,6 @@ ANONYMOUS = "anonymous"
 
 class AuthenticationError(Exception):
     """No usable credential: a wrong key, or no key where anonymous callers are refused."""
-
-
-@dataclass(frozen=True)
-class Identity:
-    user: str
-    role: str
-    via: str  # "key", "local" (stdio or in process) or "anonymous"
 
 
 def credential(headers: Mapping[str, str]) -> str | None:
@@ -66,7 +58,7 @@ class IdentityResolver:
         return self.from_headers(request.headers)
 
     def local_owner(self) -> Identity:
-        return Identity(OWNER, self.auth.role_of(OWNER) or self.settings.owner_role, "local")
+        return Identity(OWNER, self.auth.role_of(OWNER) or self.settings.owner_role)
 
     def from_headers(self, headers: Mapping[str, str]) -> Identity:
         """Identity from HTTP headers; raises AuthenticationError for a bad or missing key."""
@@ -74,8 +66,8 @@ class IdentityResolver:
         if key is None:
             if not self._anonymous:
                 raise AuthenticationError("authentication required: send 'Authorization: Bearer <API key>'")
-            return Identity(ANONYMOUS, self.settings.anonymous_role, "anonymous")
-        principal = self.auth.principal_for(hash_key(key))
-        if principal is None:
+            return Identity(ANONYMOUS, self.settings.anonymous_role)
+        identity = self.auth.principal_for(hash_key(key))
+        if identity is None:
             raise AuthenticationError("invalid API key")
-        return Identity(principal.user, principal.role, "key")
+        return identity

@@ -17,12 +17,13 @@ from services.mcp_server.catalog import TOOLS, Risk
 from services.mcp_server.security.approvals import iso
 from services.mcp_server.security.audit import AuditEntry
 from services.mcp_server.security.db import PERM_BYPASS, tool_permission
-from services.mcp_server.security.identity import AuthenticationError, Identity
+from services.mcp_server.security.identity import AuthenticationError
 from services.mcp_server.security.layer import SecurityLayer
 from services.mcp_server.security.ratelimit import RateLimited
+from services.mcp_server.security.rbac import Identity
 from services.mcp_server.security.redact import for_approver, redact, redact_text
 
-UNKNOWN = Identity("unknown", "", "none")
+UNKNOWN = Identity("unknown", "")
 Observer = Callable[[str, str, float], None]
 
 

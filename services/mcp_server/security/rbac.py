@@ -15,8 +15,8 @@ RECHECK_SECONDS = 1.0
 
 
 @dataclass(frozen=True)
-class Principal:
-    """Who a key belongs to."""
+class Identity:
+    """Who is calling, and the role their calls are checked against."""
 
     user: str
     role: str
@@ -26,7 +26,7 @@ class Principal:
 class Snapshot:
     generation: int = -1
     permissions: dict[str, frozenset[str]] = field(default_factory=dict)
-    keys: dict[str, Principal] = field(default_factory=dict)
+    keys: dict[str, Identity] = field(default_factory=dict)
     users: dict[str, str] = field(default_factory=dict)
 
 
@@ -63,13 +63,13 @@ class AuthCache:
             grants.setdefault(role, set())
         users = {row[0]: row[1] for row in self._conn.execute("SELECT name, role FROM users WHERE disabled = 0")}
         keys = {
-            key_hash: Principal(user, users[user])
+            key_hash: Identity(user, users[user])
             for key_hash, user in self._conn.execute("SELECT key_hash, user_name FROM api_keys WHERE revoked = 0")
             if user in users
         }
         return Snapshot(generation, {role: frozenset(p) for role, p in grants.items()}, keys, users)
 
-    def principal_for(self, key_hash: str) -> Principal | None:
+    def principal_for(self, key_hash: str) -> Identity | None:
         """The user behind a key hash; an unknown hash forces one reload, since the key may be brand new."""
         self.refresh()
         principal = self._snapshot.keys.get(key_hash)
@@ -88,7 +88,3 @@ class AuthCache:
 
     def may_call(self, role: str, tool: str) -> bool:
         return self.has(role, tool_permission(tool))
-
-    def roles(self) -> dict[str, frozenset[str]]:
-        self.refresh()
-        return dict(self._snapshot.permissions)
