@@ -19,6 +19,7 @@ from services.embedding.app import create_app
 from services.embedding.engine import EmbeddingEngine
 from services.embedding.settings import EmbeddingSettings
 from services.stack.models import ModelMissing
+from tests.support.asgi import in_process, wait_ready
 
 READ_FILE = "How do I read a text file in Python?"
 READ_FILE_2 = "Reading the contents of a file with Python's open() function."
@@ -35,21 +36,10 @@ def engine(models_dir: Path) -> EmbeddingEngine:
     return EmbeddingEngine.load(make_settings(models_dir))
 
 
-async def wait_ready(client: httpx.AsyncClient, deadline_s: float = 60) -> httpx.Response:
-    deadline = time.monotonic() + deadline_s
-    while (response := await client.get("/health")).status_code != 200:
-        assert time.monotonic() < deadline, f"not ready: {response.text}"
-        await asyncio.sleep(0.01)
-    return response
-
-
 @asynccontextmanager
 async def running(settings: EmbeddingSettings, **kwargs: object) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(settings, **kwargs)  # type: ignore[arg-type]
-    async with LifespanManager(app, startup_timeout=60, shutdown_timeout=60) as manager:
-        transport = httpx.ASGITransport(manager.app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://embedding", timeout=60) as client:
-            yield client
+    async with in_process(create_app(settings, **kwargs), "http://embedding", timeout=60) as client:  # type: ignore[arg-type]
+        yield client
 
 
 @pytest.fixture

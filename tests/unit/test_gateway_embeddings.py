@@ -5,7 +5,7 @@ from __future__ import annotations
 import socket
 import threading
 from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 
 import httpx
@@ -111,7 +111,9 @@ async def test_a_down_service_gives_503_with_retry_after() -> None:
     assert error["code"] == "embedding_unavailable" and "connection refused" in error["message"]
 
 
-async def test_a_loading_service_passes_its_503_and_retry_after(models_dir: Path, engine: EmbeddingEngine) -> None:
+@contextmanager
+def loading_embedding_service(models_dir: Path, engine: EmbeddingEngine) -> Iterator[tuple[str, threading.Event]]:
+    """The real embedding app over HTTP, held in its loading state until the event is set; yields (url, event)."""
     release = threading.Event()
 
     def gated(_: EmbeddingSettings) -> EmbeddingEngine:
@@ -121,14 +123,19 @@ async def test_a_loading_service_passes_its_503_and_retry_after(models_dir: Path
     settings = EmbeddingSettings(_env_file=None, MODELS_DIR=models_dir)  # type: ignore[call-arg]
     server = ThreadedServer(lambda: create_embedding_app(settings, loader=gated), lifespan="on").start()
     try:
-        async with gateway(f"http://127.0.0.1:{server.port}/v1") as client:
-            loading = await client.post("/v1/embeddings", json={"model": "embedding", "input": "x"})
-            release.set()
-            wait_healthy(f"http://127.0.0.1:{server.port}/health", 30)
-            ready = await client.post("/v1/embeddings", json={"model": "embedding", "input": "x"})
+        yield f"http://127.0.0.1:{server.port}", release
     finally:
         release.set()
         server.stop()
+
+
+async def test_a_loading_service_passes_its_503_and_retry_after(models_dir: Path, engine: EmbeddingEngine) -> None:
+    with loading_embedding_service(models_dir, engine) as (url, release):
+        async with gateway(f"{url}/v1") as client:
+            loading = await client.post("/v1/embeddings", json={"model": "embedding", "input": "x"})
+            release.set()
+            wait_healthy(f"{url}/health", 30)
+            ready = await client.post("/v1/embeddings", json={"model": "embedding", "input": "x"})
     assert loading.status_code == 503 and loading.headers["retry-after"] == "2"
     assert loading.json()["error"]["code"] == "model_loading"
     assert ready.status_code == 200
@@ -184,23 +191,12 @@ async def test_a_down_embedding_service_alone_fails_readiness(embedding_base: st
 
 
 async def test_a_loading_embedding_service_is_not_ready(models_dir: Path, engine: EmbeddingEngine) -> None:
-    release = threading.Event()
-
-    def gated(_: EmbeddingSettings) -> EmbeddingEngine:
-        release.wait(30)
-        return engine
-
-    settings = EmbeddingSettings(_env_file=None, MODELS_DIR=models_dir)  # type: ignore[call-arg]
-    server = ThreadedServer(lambda: create_embedding_app(settings, loader=gated), lifespan="on").start()
-    try:
-        async with gateway(f"http://127.0.0.1:{server.port}/v1") as client:
+    with loading_embedding_service(models_dir, engine) as (url, release):
+        async with gateway(f"{url}/v1") as client:
             loading = (await client.get("/health/readiness")).json()["dependencies"]["embedding"]
             release.set()
-            wait_healthy(f"http://127.0.0.1:{server.port}/health", 30)
+            wait_healthy(f"{url}/health", 30)
             loaded = (await client.get("/health/readiness")).json()["dependencies"]["embedding"]
-    finally:
-        release.set()
-        server.stop()
     assert loading.startswith("unavailable: HTTP 503") and loaded == "ok"
 
 

@@ -20,6 +20,7 @@ from services.inference.app import create_app
 from services.inference.engine import ModelEngine, split_at_stop
 from services.inference.settings import InferenceSettings
 from services.stack.models import ModelMissing
+from tests.support.asgi import in_process, wait_ready
 
 ROOT = Path(__file__).resolve().parents[2]
 HELLO = [{"role": "user", "content": "Say hello in one short sentence."}]
@@ -30,21 +31,10 @@ def make_settings(gguf_path: Path, **env: object) -> InferenceSettings:
                              **env)
 
 
-async def wait_ready(client: httpx.AsyncClient, deadline_s: float = 60) -> httpx.Response:
-    deadline = time.monotonic() + deadline_s
-    while (response := await client.get("/health")).status_code != 200:
-        assert time.monotonic() < deadline, f"not ready: {response.text}"
-        await asyncio.sleep(0.02)
-    return response
-
-
 @asynccontextmanager
 async def running(settings: InferenceSettings, **kwargs: object) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(settings, **kwargs)  # type: ignore[arg-type]
-    async with LifespanManager(app, startup_timeout=60, shutdown_timeout=60):
-        transport = httpx.ASGITransport(app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://inference", timeout=120) as client:
-            yield client
+    async with in_process(create_app(settings, **kwargs), "http://inference", timeout=120) as client:  # type: ignore[arg-type]
+        yield client
 
 
 @pytest.fixture
