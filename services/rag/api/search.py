@@ -32,6 +32,8 @@ def _check_query(state: RagState, query: str) -> str:
                               param="query")
     if not query.strip():
         raise BadRequest("the query is empty", code="empty_query", param="query")
+    if "\x00" in query:  # PostgreSQL text cannot hold it, and no question needs it
+        raise BadRequest("the query contains a NUL character", code="invalid_query", param="query")
     return query.strip()
 
 

@@ -23,6 +23,16 @@ async def test_empty_query_is_400(rag, query: str) -> None:
         assert response.json()["error"]["param"] == "query"
 
 
+async def test_a_nul_in_the_query_is_400_and_logs_nothing(rag, database_url: str) -> None:
+    client, _ = rag
+    before = sql_rows(database_url, "SELECT count(*) FROM search_logs")
+    for route in ("/search", "/query"):
+        response = await client.post(route, json={"query": "weather\x00", "collection": "docs"})
+        assert response.status_code == 400, response.text
+        assert response.json()["error"]["code"] == "invalid_query"
+    assert sql_rows(database_url, "SELECT count(*) FROM search_logs") == before
+
+
 async def test_query_of_100k_characters_is_413(rag) -> None:
     client, _ = rag
     for route in ("/search", "/query"):
