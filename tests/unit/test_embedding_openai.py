@@ -17,8 +17,7 @@ from asgi_lifespan import LifespanManager
 from services.embedding.app import create_app
 from services.embedding.engine import EmbeddingEngine
 from services.embedding.settings import EmbeddingSettings
-from tests.support.fake_openai import ThreadedServer
-from tests.support.procs import wait_healthy
+from tests.support.rag import embedding_server
 
 TEXTS = ["How do I read a text file in Python?", "파일을 읽는 방법", "Heavy rain is expected tomorrow."]
 MODEL = "sentence-transformers/all-MiniLM-L6-v2"
@@ -49,13 +48,8 @@ async def client(models_dir: Path, engine: EmbeddingEngine) -> AsyncIterator[htt
 @pytest.fixture(scope="module")
 def served(models_dir: Path, engine: EmbeddingEngine) -> Iterator[str]:
     """The real app on a real uvicorn port, for the official client."""
-    server = ThreadedServer(lambda: create_app(make_settings(models_dir), loader=lambda _: engine), lifespan="on")
-    server.start()
-    try:
-        wait_healthy(f"http://127.0.0.1:{server.port}/health", 60)
-        yield f"http://127.0.0.1:{server.port}/v1"
-    finally:
-        server.stop()
+    with embedding_server(models_dir, lambda _: engine) as url:
+        yield f"{url}/v1"
 
 
 async def test_float_response_has_the_openai_shape(client: httpx.AsyncClient) -> None:

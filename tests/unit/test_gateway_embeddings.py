@@ -14,13 +14,13 @@ import openai
 import pytest
 from asgi_lifespan import LifespanManager
 
-from services.embedding.app import create_app as create_embedding_app
 from services.embedding.engine import EmbeddingEngine
 from services.embedding.settings import EmbeddingSettings
 from services.gateway.app import create_app
 from services.gateway.settings import GatewaySettings
-from tests.support.fake_openai import FakeBackend, ThreadedServer
+from tests.support.fake_openai import FakeBackend
 from tests.support.procs import free_port, wait_healthy
+from tests.support.rag import embedding_server
 
 TEXTS = ["How do I read a text file in Python?", "Heavy rain is expected tomorrow."]
 
@@ -32,14 +32,8 @@ def engine(models_dir: Path) -> EmbeddingEngine:
 
 @pytest.fixture(scope="module")
 def embedding_base(models_dir: Path, engine: EmbeddingEngine) -> Iterator[str]:
-    settings = EmbeddingSettings(_env_file=None, MODELS_DIR=models_dir)  # type: ignore[call-arg]
-    server = ThreadedServer(lambda: create_embedding_app(settings, loader=lambda _: engine), lifespan="on")
-    server.start()
-    try:
-        wait_healthy(f"http://127.0.0.1:{server.port}/health", 60)
-        yield f"http://127.0.0.1:{server.port}/v1"
-    finally:
-        server.stop()
+    with embedding_server(models_dir, lambda _: engine) as url:
+        yield f"{url}/v1"
 
 
 @asynccontextmanager
@@ -120,13 +114,11 @@ def loading_embedding_service(models_dir: Path, engine: EmbeddingEngine) -> Iter
         release.wait(30)
         return engine
 
-    settings = EmbeddingSettings(_env_file=None, MODELS_DIR=models_dir)  # type: ignore[call-arg]
-    server = ThreadedServer(lambda: create_embedding_app(settings, loader=gated), lifespan="on").start()
-    try:
-        yield f"http://127.0.0.1:{server.port}", release
-    finally:
-        release.set()
-        server.stop()
+    with embedding_server(models_dir, gated, ready=False) as url:
+        try:
+            yield url, release
+        finally:
+            release.set()  # before the server stops: its shutdown waits for the load to end
 
 
 async def test_a_loading_service_passes_its_503_and_retry_after(models_dir: Path, engine: EmbeddingEngine) -> None:
