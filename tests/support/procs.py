@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import socket
 import subprocess
 import sys
@@ -16,10 +17,28 @@ from services.stack.procs import stop_group
 ROOT = Path(__file__).resolve().parents[2]
 
 
+# Ports handed out by this process. Each test run gets a port once, so two services started
+# together never share one. They come from below the kernel's ephemeral range, so an outgoing
+# connection made between picking a port and binding it cannot take it either.
+_HANDED_OUT: set[int] = set()
+_PORT_RANGE = (20000, 32000)
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A loopback TCP port that is free now and that no earlier call in this process returned."""
+    rng = random.Random()
+    for _ in range(1000):
+        port = rng.randrange(*_PORT_RANGE)
+        if port in _HANDED_OUT:
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _HANDED_OUT.add(port)
+        return port
+    raise RuntimeError(f"no free loopback port in {_PORT_RANGE[0]}-{_PORT_RANGE[1]}")
 
 
 def wait_healthy(url: str, deadline_s: float, proc: subprocess.Popen | None = None) -> None:
