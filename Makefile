@@ -10,7 +10,7 @@ COMPOSE := docker compose --env-file $(ENV_FILE)
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install browser models run stop status test test-unit lint bench up-p1 up-p1-cpu up-p2 up-p2-cpu up-p3 up-p3-cpu mcp-dirs down logs clean
+.PHONY: help install browser models run stop status test test-unit lint bench bench-gpu up-p1 up-p1-cpu up-p2 up-p2-cpu up-p3 up-p3-cpu mcp-dirs down logs clean
 
 help: ## Show the targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
@@ -55,6 +55,9 @@ bench: models ## Run the benchmarks; results go to docs/bench/
 	$(BIN)/python -m tests.bench.embedding
 	$(BIN)/python -m tests.bench.rag
 	$(BIN)/python -m tests.bench.mcp
+
+bench-gpu: models ## GPU token rates (needs llama-cpp-python built with CUDA; see docs/bench/gpu.md)
+	$(BIN)/python -m tests.bench.gpu
 
 P1_FILES := -f docker/compose.p1.yml
 P1_GPU := $(P1_FILES) -f docker/compose.p1.gpu.yml

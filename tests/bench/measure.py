@@ -67,6 +67,12 @@ class StreamRun:
     ttft_s: float
     tokens: int
     decode_tps: float
+    total_s: float = 0.0  # request start to last token
+
+    @property
+    def e2e_tps(self) -> float:
+        """Tokens over the whole request: unlike decode_tps, not flattered by tokens grouped into one chunk."""
+        return self.tokens / self.total_s if self.total_s > 0 else 0.0
 
 
 def stream_chat(client: httpx.Client, url: str, model: str, prompt: str, max_tokens: int) -> StreamRun:
@@ -94,7 +100,7 @@ def stream_chat(client: httpx.Client, url: str, model: str, prompt: str, max_tok
                 chunks += 1
     tokens = usage_tokens if usage_tokens is not None else chunks
     decode = (tokens - 1) / (last - first) if tokens > 1 and last > first else 0.0
-    return StreamRun(ttft_s=first - start, tokens=tokens, decode_tps=decode)
+    return StreamRun(ttft_s=first - start, tokens=tokens, decode_tps=decode, total_s=last - start)
 
 
 def stream_in_process(llm, prompt: str, max_tokens: int) -> StreamRun:
@@ -111,4 +117,4 @@ def stream_in_process(llm, prompt: str, max_tokens: int) -> StreamRun:
             last = now
             tokens += 1
     decode = (tokens - 1) / (last - first) if tokens > 1 and last > first else 0.0
-    return StreamRun(ttft_s=first - start, tokens=tokens, decode_tps=decode)
+    return StreamRun(ttft_s=first - start, tokens=tokens, decode_tps=decode, total_s=last - start)
