@@ -40,6 +40,16 @@ class AuditEntry:
     ts: str = field(default_factory=now_iso)
 
 
+Queued = tuple[AuditEntry, "asyncio.Future[None] | None"]
+
+
+class AuditWriteError(Exception):
+    """A row that a caller waited for could not be committed."""
+
+    def __init__(self, cause: BaseException) -> None:
+        super().__init__(f"audit row not written: {str(cause) or type(cause).__name__}")
+
+
 @dataclass(frozen=True)
 class VerifyResult:
     ok: bool
@@ -153,13 +163,18 @@ def _check_head(db_path: Path, rows: list[sqlite3.Row], last_hash: str) -> Verif
 
 
 class AuditLog:
-    """Takes entries without waiting and writes them in batches on a worker thread."""
+    """Takes entries and writes them in batches on a worker thread.
+
+    `log` queues a row without waiting. `record` waits until its row is committed: the middleware uses it
+    for calls that can change something, so once such a call is answered its row survives a hard kill.
+    Rows that arrive while a commit runs share the next one (group commit).
+    """
 
     def __init__(self, db_path: Path) -> None:
         self.db_path = db_path
         self._conn: sqlite3.Connection | None = None
         self._head: HeadFile | None = None
-        self._queue: asyncio.Queue[AuditEntry] | None = None
+        self._queue: asyncio.Queue[Queued] | None = None
         self._task: asyncio.Task[None] | None = None
         self.last_error: str | None = None
         self.written = 0
@@ -176,12 +191,24 @@ class AuditLog:
         self._queue = asyncio.Queue()
         self._task = asyncio.get_running_loop().create_task(self._run(self._queue), name="audit-writer")
 
-    def log(self, entry: AuditEntry) -> None:
-        """Queue one entry; never blocks the call it records."""
+    def _put(self, item: Queued) -> None:
         if self._queue is None or self._task is None or self._task.done():
             self.start()
         assert self._queue is not None
-        self._queue.put_nowait(entry)
+        self._queue.put_nowait(item)
+
+    def log(self, entry: AuditEntry) -> None:
+        """Queue one entry; never blocks the call it records."""
+        self._put((entry, None))
+
+    async def record(self, entry: AuditEntry) -> None:
+        """Queue one entry and wait until it is committed; raises what the write raised.
+
+        Cancelling the wait does not withdraw the row: it is written with its batch.
+        """
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._put((entry, done))
+        await asyncio.shield(done)
 
     async def flush(self) -> None:
         """Wait until every queued entry is in the database."""
@@ -203,21 +230,29 @@ class AuditLog:
             self._head.close()
             self._head = None
 
-    async def _run(self, queue: asyncio.Queue[AuditEntry]) -> None:
+    async def _run(self, queue: asyncio.Queue[Queued]) -> None:
         while True:
             batch = [await queue.get()]
-            if queue.empty():
+            if queue.empty() and batch[0][1] is None:  # nobody waits: linger so a busy server batches more
                 await asyncio.sleep(LINGER_S)
             while len(batch) < BATCH and not queue.empty():
                 batch.append(queue.get_nowait())
+            error: BaseException | None = None
             try:
-                await asyncio.to_thread(self._write, batch)
+                await asyncio.to_thread(self._write, [entry for entry, _ in batch])
             except (sqlite3.Error, OSError, ValueError) as exc:
                 # Keep serving; /health turns 503 so the failure is seen rather than silently lost.
                 log.exception("audit write of %d rows failed", len(batch))
                 self.last_error = str(exc) or type(exc).__name__
+                error = exc
             finally:
-                for _ in batch:
+                for _, waiter in batch:
+                    if waiter is None or waiter.done():
+                        pass
+                    elif error is None:
+                        waiter.set_result(None)
+                    else:
+                        waiter.set_exception(AuditWriteError(error))
                     queue.task_done()
 
     def _write(self, batch: list[AuditEntry]) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from collections.abc import Callable
 from typing import Any
@@ -15,7 +16,7 @@ from fastmcp.tools.base import ToolResult
 
 from services.mcp_server.catalog import TOOLS, Risk
 from services.mcp_server.security.approvals import iso
-from services.mcp_server.security.audit import AuditEntry
+from services.mcp_server.security.audit import AuditEntry, AuditWriteError
 from services.mcp_server.security.db import PERM_BYPASS, tool_permission
 from services.mcp_server.security.identity import AuthenticationError
 from services.mcp_server.security.layer import SecurityLayer
@@ -23,6 +24,7 @@ from services.mcp_server.security.ratelimit import RateLimited
 from services.mcp_server.security.rbac import Identity
 from services.mcp_server.security.redact import for_approver, redact, redact_text
 
+log = logging.getLogger(__name__)
 UNKNOWN = Identity("unknown", "")
 Observer = Callable[[str, str, float], None]
 
@@ -40,6 +42,12 @@ def risk_of(tool: str) -> Risk:
     """The catalog risk; a tool missing from the catalog is treated as the most dangerous."""
     spec = TOOLS.get(tool)
     return spec.risk if spec else Risk.CRITICAL
+
+
+def changes_state(tool: str) -> bool:
+    """Whether the tool can change something; a tool missing from the catalog is assumed to."""
+    spec = TOOLS.get(tool)
+    return spec is None or not spec.read_only
 
 
 class SecurityMiddleware(Middleware):
@@ -75,9 +83,10 @@ class SecurityMiddleware(Middleware):
             self._finish(identity, tool, args, "error", started, "cancelled", request_id)
             raise
         except Exception as exc:
-            self._finish(identity, tool, args, "error", started, f"{type(exc).__name__}: {exc}", request_id)
+            await self._finish_ran(identity, tool, args, "error", started, f"{type(exc).__name__}: {exc}",
+                                   request_id)
             raise
-        self._finish(identity, tool, args, "allowed", started, "", request_id)
+        await self._finish_ran(identity, tool, args, "allowed", started, "", request_id)
         return result
 
     async def _timed(self, tool: str, started: float, call: Any) -> ToolResult:
@@ -97,6 +106,10 @@ class SecurityMiddleware(Middleware):
                 self.layer.limiter.take(identity.user, tool)
             except RateLimited as exc:
                 raise CallRefused(str(exc)) from None
+        audit_error = self.layer.audit.last_error
+        if self.settings.audit_enabled and audit_error is not None and changes_state(tool):
+            raise CallRefused(f"the audit log cannot be written ({audit_error}); calls that change something "
+                              "are refused until it can")
         auth = self.layer.auth
         if self.settings.rbac_enabled and not auth.may_call(identity.role, tool):
             raise CallRefused(f"role {identity.role!r} lacks permission {tool_permission(tool)!r}")
@@ -120,16 +133,44 @@ class SecurityMiddleware(Middleware):
                        f"ai-approvals --approve {request.id}; retry the same call once it is approved",
         }), status="pending", request_id=request.id)
 
+    async def _finish_ran(
+        self, identity: Identity, tool: str, args: dict[str, Any], status: str, started: float,
+        detail: str = "", request_id: str | None = None,
+    ) -> None:
+        """Audit a call that ran; one that can change something is answered only once its row is committed."""
+        entry = self._entry(identity, tool, args, status, started, detail, request_id)
+        if entry is None:
+            return
+        if not changes_state(tool):
+            self.layer.audit.log(entry)
+            return
+        try:
+            await self.layer.audit.record(entry)
+        except AuditWriteError as exc:
+            # The call has already happened, so its answer stands; /health is 503 and the guard refuses
+            # further calls that change something until the log can be written again.
+            log.error("%s ran but %s", tool, exc)
+
     def _finish(
         self, identity: Identity, tool: str, args: dict[str, Any], status: str, started: float,
         detail: str = "", request_id: str | None = None,
     ) -> None:
+        """Audit a refused or cancelled call without waiting."""
+        entry = self._entry(identity, tool, args, status, started, detail, request_id)
+        if entry is not None:
+            self.layer.audit.log(entry)
+
+    def _entry(
+        self, identity: Identity, tool: str, args: dict[str, Any], status: str, started: float,
+        detail: str, request_id: str | None,
+    ) -> AuditEntry | None:
+        """Report the call to the observer and build its audit row (None when auditing is off)."""
         elapsed = time.perf_counter() - started
         if self.observe is not None:
             self.observe(tool, status, elapsed)
         if not self.settings.audit_enabled:
-            return
-        self.layer.audit.log(AuditEntry(
+            return None
+        return AuditEntry(
             user=identity.user, role=identity.role, tool=tool, args=redact(args), status=status,
             duration_ms=elapsed * 1000.0, detail=redact_text(detail, 1000), request_id=request_id,
-        ))
+        )

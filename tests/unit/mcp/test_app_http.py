@@ -6,6 +6,7 @@ import json
 import sqlite3
 import time
 from collections.abc import Iterator
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -95,6 +96,33 @@ async def test_health_and_metrics(suite: Suite) -> None:
     finally:
         layer.audit.last_error = None
     assert failing.status_code == 503 and "disk full" in failing.json()["dependencies"]["audit"]
+
+
+def last_audit_row(suite: Suite) -> tuple[str, str, str]:
+    with closing(sqlite3.connect(suite.db_path)) as conn:
+        return conn.execute("SELECT tool, status, args FROM audit_log ORDER BY id DESC LIMIT 1").fetchone()
+
+
+async def test_a_call_that_changes_something_is_answered_after_its_audit_row_is_committed(suite: Suite) -> None:
+    await call(suite, "owner", "write_file", {"path": "durable.txt", "content": "x"})
+    tool, status_, args = last_audit_row(suite)  # read at once: no flush, no wait
+    assert (tool, status_) == ("write_file", "allowed") and "durable.txt" in args
+
+
+async def test_calls_that_change_something_are_refused_while_the_audit_log_fails(suite: Suite) -> None:
+    audit = suite.server.app.state.security.audit
+    writes = sum(1 for tool, _ in RAN if tool == "write_file")
+    audit.last_error = "disk full"
+    try:
+        with pytest.raises(ToolError, match="audit log cannot be written"):
+            await call(suite, "owner", "write_file", {"path": "refused.txt", "content": "x"})
+    finally:
+        deadline = time.monotonic() + 5
+        while audit.last_error is not None and time.monotonic() < deadline:  # the refusal's own row heals it
+            time.sleep(0.01)
+    assert sum(1 for tool, _ in RAN if tool == "write_file") == writes
+    assert audit.last_error is None
+    assert await call(suite, "owner", "write_file", {"path": "after.txt", "content": "x"}) == "wrote 1 chars"
 
 
 async def test_approve_then_run_once_then_replay_needs_new_approval(

@@ -4,12 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+from contextlib import closing
 from pathlib import Path
 
 import pytest
 
 from services.mcp_server.security import db
-from services.mcp_server.security.audit import AuditEntry, AuditLog, append_entries, append_now, head_path, verify
+from services.mcp_server.security.audit import (
+    AuditEntry,
+    AuditLog,
+    AuditWriteError,
+    append_entries,
+    append_now,
+    head_path,
+    verify,
+)
 from services.mcp_server.security.redact import redact
 from tests.unit.mcp.security_support import make_settings
 
@@ -166,3 +175,25 @@ def test_redaction_hides_secrets_and_content_but_keeps_the_rest() -> None:
     for secret in ("sk-abcdefghijklmnop", "hunter2", "s3cr3t"):
         assert secret not in out["command"]
     assert redact(args, keep_content=True)["content"] == "x" * 512 + "... [5000 chars]"
+
+
+async def test_record_returns_only_once_the_row_is_committed(db_path: Path) -> None:
+    log = AuditLog(db_path)
+    log.log(_entries(1)[0])  # a queued row alone lingers before it is written
+    await log.record(AuditEntry("alice", "developer", "write_file", {"path": "/w"}, "allowed"))
+    with closing(sqlite3.connect(db_path)) as conn:
+        rows = conn.execute("SELECT tool FROM audit_log ORDER BY id").fetchall()
+    assert rows == [("read_file",), ("write_file",)]  # committed together, before record returned
+    await log.close()
+    assert verify(db_path).ok
+
+
+async def test_record_raises_when_its_row_cannot_be_written(db_path: Path) -> None:
+    log = AuditLog(db_path)
+    with pytest.raises(AuditWriteError, match="unknown audit status"):
+        await log.record(AuditEntry("alice", "developer", "write_file", {}, "maybe"))
+    assert log.last_error is not None and "unknown audit status" in log.state()
+    await log.record(AuditEntry("alice", "developer", "write_file", {}, "allowed"))  # the next good row heals it
+    assert log.last_error is None
+    await log.close()
+    assert verify(db_path).rows == 1
