@@ -1,12 +1,19 @@
-"""The loaded FastEmbed model. ONNX Runtime uses every thread it was given, so one batch runs at a time."""
+"""The loaded FastEmbed model. ONNX Runtime uses every thread it was given, so one batch runs at a time.
+
+Texts are grouped shortest first, and a group grows only while its padded size (texts x longest) fits
+EMBEDDING_BATCH_TOKENS. On CPU a batch of four 512-token texts runs faster per text than a batch of 64,
+and it needs a fraction of the memory; short texts still go 64 at a time.
+"""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 from fastembed import TextEmbedding
+from fastembed.text.onnx_text_model import OnnxTextModel
 
 from services.embedding.settings import EmbeddingSettings
 
@@ -24,13 +31,30 @@ class Embedded:
     tokens: int | None
 
 
+def plan_batches(lengths: Sequence[int], batch_size: int, batch_tokens: int) -> list[list[int]]:
+    """Indices of the texts, shortest first, in groups of at most `batch_size` whose padded size fits
+    `batch_tokens`; a text longer than the budget runs alone."""
+    batches: list[list[int]] = []
+    current: list[int] = []
+    for i in sorted(range(len(lengths)), key=lengths.__getitem__):
+        # Sorted ascending, so the newcomer is the longest and sets the padded length of the group.
+        if current and (len(current) >= batch_size or (len(current) + 1) * lengths[i] > batch_tokens):
+            batches.append(current)
+            current = []
+        current.append(i)
+    if current:
+        batches.append(current)
+    return batches
+
+
 class EmbeddingEngine:
     """Wraps `fastembed.TextEmbedding`; call from one thread at a time."""
 
-    def __init__(self, model: TextEmbedding, name: str, batch_size: int) -> None:
+    def __init__(self, model: TextEmbedding, name: str, batch_size: int, batch_tokens: int) -> None:
         self.model = model
         self.name = name
         self.batch_size = batch_size
+        self.batch_tokens = batch_tokens
         self.dim = int(model.embedding_size)
 
     @classmethod
@@ -46,15 +70,27 @@ class EmbeddingEngine:
             local_files_only=path is not None,
             enable_cpu_mem_arena=settings.memory_arena,
         )
-        engine = cls(model, settings.embedding_model, settings.batch_size)
+        engine = cls(model, settings.embedding_model, settings.batch_size, settings.batch_tokens)
         engine.embed(["warm-up"])
-        log.info("embedding model %s loaded (dim %d, %d threads, batch %d)", settings.embedding_model,
-                 engine.dim, settings.thread_count(), settings.batch_size)
+        log.info("embedding model %s loaded (dim %d, %d threads, batch %d texts / %d tokens)",
+                 settings.embedding_model, engine.dim, settings.thread_count(), settings.batch_size,
+                 settings.batch_tokens)
         return engine
 
+    def token_lengths(self, texts: list[str]) -> list[int]:
+        """Tokens the model reads of each text, from its own tokenizer (so truncation matches)."""
+        onnx = self.model.model
+        assert isinstance(onnx, OnnxTextModel), f"{type(onnx).__name__} is not an ONNX text model"
+        onnx._ensure_tokenizer()  # noqa: SLF001 - the tokenizer FastEmbed itself runs, loaded if not yet
+        tokenizer = onnx.tokenizer
+        assert tokenizer is not None
+        return [sum(encoding.attention_mask) for encoding in tokenizer.encode_batch(texts)]
+
     def embed(self, texts: list[str], count_tokens: bool = False) -> Embedded:
-        """Embed every text in one call (FastEmbed splits it into batches of `batch_size`)."""
-        rows = list(self.model.embed(texts, batch_size=self.batch_size))
-        vectors = np.stack(rows).astype(np.float32, copy=False)
-        tokens = self.model.token_count(texts, batch_size=self.batch_size) if count_tokens else None
-        return Embedded(vectors, tokens)
+        """Embed every text in one call, in length-sorted batches within the token budget."""
+        lengths = self.token_lengths(texts)
+        vectors = np.empty((len(texts), self.dim), dtype=np.float32)
+        for batch in plan_batches(lengths, self.batch_size, self.batch_tokens):
+            rows = self.model.embed([texts[i] for i in batch], batch_size=len(batch))
+            vectors[batch] = np.stack(list(rows))
+        return Embedded(vectors, sum(lengths) if count_tokens else None)

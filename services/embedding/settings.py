@@ -30,11 +30,16 @@ class EmbeddingSettings(SuiteSettings):
         description="Comma-separated extra model names /v1/embeddings accepts (editors send OpenAI names).",
     )
     threads: int = Field(0, alias="EMBEDDING_THREADS", ge=0, description="ONNX Runtime threads; 0 uses every core.")
-    batch_size: int = Field(64, alias="EMBEDDING_BATCH_SIZE", ge=1, le=4096, description="Texts per ONNX run.")
+    batch_size: int = Field(64, alias="EMBEDDING_BATCH_SIZE", ge=1, le=4096, description="Most texts per ONNX run.")
+    batch_tokens: int = Field(
+        2048, alias="EMBEDDING_BATCH_TOKENS", ge=1,
+        description="Most padded tokens per ONNX run (texts x the longest of them): long texts run in smaller "
+        "batches, which is faster on CPU and keeps memory low.",
+    )
     memory_arena: bool = Field(
         True, alias="EMBEDDING_MEMORY_ARENA",
-        description="ONNX Runtime's CPU memory arena: faster, but keeps its peak (GBs after 512-token batches); "
-        "false returns memory after each batch at about a third less throughput.",
+        description="ONNX Runtime's CPU memory arena: faster, but keeps the peak of the largest batch; "
+        "false returns memory after each batch at about a fifth less throughput.",
     )
     max_texts: int = Field(
         1024, alias="EMBEDDING_MAX_TEXTS", ge=1, description="Most texts in one request; more get 413."
