@@ -62,8 +62,10 @@ def _build_state(settings: RagSettings, metrics: RagMetrics) -> RagState:
 async def _warm_up(state: RagState) -> None:
     try:
         await state.ensure_ready()
+        # the first search of each collection would otherwise wait for its vectors to be read (embedded Qdrant)
+        await state.vectors.warm()
     except ServiceUnavailable as exc:
-        # not fatal: requests and /health try again, so the service recovers once postgres is up
+        # not fatal: requests and /health try again, so the service recovers once the dependency is up
         log.warning("not ready yet: %s", exc.message)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +23,20 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 PREFIX = "rag_"
+
+
+def write_ahead_log(client: AsyncQdrantClient) -> None:
+    """Put each embedded collection's SQLite file in WAL mode.
+
+    Embedded Qdrant commits every point on its own. With the default rollback journal a commit creates,
+    writes, syncs and deletes a journal file (about 0.8 ms here); in WAL mode it appends and syncs one file
+    (about 0.26 ms), just as durable, since `synchronous` stays FULL. The mode is kept in the file, so this
+    matters once per collection. A client without these internals (another qdrant-client) is left as it is.
+    """
+    for collection in getattr(getattr(client, "_client", None), "collections", {}).values():
+        connection = getattr(getattr(collection, "storage", None), "storage", None)
+        if isinstance(connection, sqlite3.Connection) and not connection.in_transaction:
+            connection.execute("PRAGMA journal_mode=WAL")
 
 
 @dataclass(frozen=True)
@@ -78,9 +93,11 @@ class VectorStore:
         assert self.path is not None
         self.path.mkdir(parents=True, exist_ok=True)
         try:
-            return AsyncQdrantClient(path=str(self.path))
+            client = AsyncQdrantClient(path=str(self.path))
         except RuntimeError as exc:  # the folder is locked by another process
             raise StoreClosed(str(exc)) from exc
+        write_ahead_log(client)
+        return client
 
     async def close(self) -> None:
         async with self._lock:
@@ -127,6 +144,7 @@ class VectorStore:
             # vectors are stored at unit length, so DOT ranks like COSINE without renormalising every
             # stored vector per query (embedded Qdrant scans them all)
             await client.create_collection(name, vectors_config=qm.VectorParams(size=dim, distance=qm.Distance.DOT))
+            write_ahead_log(client)
 
         await self._run(create)
 
@@ -215,6 +233,10 @@ class VectorStore:
             return [(UUID(str(point.id)), float(point.score)) for point in result.points]
 
         return await self._run(query)
+
+    def in_memory(self) -> set[str]:
+        """Collections whose vectors are held in memory (embedded mode)."""
+        return set(self._dense)
 
     async def warm(self) -> None:
         """Copy every collection's vectors into memory now, instead of at its first search (embedded mode)."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from pathlib import Path
 
 from services.rag.clients.qdrant import qdrant_name
@@ -137,6 +139,10 @@ async def test_restart_keeps_everything_indexed(tmp_path, models_dir, database_u
         first = await index_corpus(client)
         before = (await client.post("/search", json={"query": question["question"], "collection": "docs"})).json()
     async with running_rag(settings) as (client, app):
+        deadline = time.monotonic() + 30
+        while "docs" not in app.state.rag.vectors.in_memory() and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        assert "docs" in app.state.rag.vectors.in_memory()  # loaded at start-up, before any search
         after = (await client.post("/search", json={"query": question["question"], "collection": "docs"})).json()
         assert [r["text"] for r in after["results"]] == [r["text"] for r in before["results"]]
         state: RagState = app.state.rag

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sqlite3
+from contextlib import closing
 from pathlib import Path
 from uuid import UUID, uuid4
 
@@ -115,5 +117,26 @@ async def test_embedded_search_follows_every_write_and_a_reopen(tmp_path: Path) 
         points.clear()
         await add(reopened, 3, "d")
         await agrees(reopened)
+    finally:
+        await reopened.close()
+
+
+async def test_embedded_collections_commit_through_a_write_ahead_log(tmp_path: Path) -> None:
+    """Each point is its own commit in embedded Qdrant; WAL mode makes that one synced append, kept on reopen."""
+    path = tmp_path / "vectors"
+    store = VectorStore(RetryPolicy(1, 0.0, 0.0), path=path)
+    try:
+        await store.ensure_collection("c", 4)
+        await store.upsert("c", [Point(uuid4(), [1.0, 0.0, 0.0, 0.0], {"document_id": "a"})])
+    finally:
+        await store.close()
+    files = list(path.rglob("storage.sqlite"))
+    assert len(files) == 1
+    with closing(sqlite3.connect(files[0])) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+        assert conn.execute("SELECT count(*) FROM points").fetchone() == (1,)
+    reopened = VectorStore(RetryPolicy(1, 0.0, 0.0), path=path)
+    try:
+        assert len(await reopened.search("c", [1.0, 0.0, 0.0, 0.0], 5)) == 1
     finally:
         await reopened.close()
