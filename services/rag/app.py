@@ -67,6 +67,9 @@ async def _warm_up(state: RagState) -> None:
     except ServiceUnavailable as exc:
         # not fatal: requests and /health try again, so the service recovers once the dependency is up
         log.warning("not ready yet: %s", exc.message)
+    except Exception:
+        # the same holds for anything else: the first search of a collection loads its vectors itself
+        log.exception("warm-up at start-up failed")
 
 
 @asynccontextmanager

@@ -63,11 +63,14 @@ def prompt_rate(llm, text: str, round_no: int) -> float:
 def generate_in_process(llm, prompt: str, max_tokens: int) -> StreamRun:
     """The loop the inference service runs: `Llama.generate` token by token, each one detokenized.
 
-    The prompt is in the model's ChatML form; the end-of-text token is not a stop, so every run
-    produces `max_tokens` tokens.
+    The prompt goes through the service's own chat-template path (`ModelEngine.chat_prompt`), so it is
+    the same prompt the service sees. The end of text is not a stop, so every run makes `max_tokens`.
     """
-    tokens = llm.tokenize(f"<|im_start|>user\n{prompt}<|im_end|>\n<|im_start|>assistant\n".encode(),
-                          special=True)
+    from services.inference.engine import ModelEngine
+    from services.inference.settings import InferenceSettings
+
+    engine = ModelEngine(llm, InferenceSettings(_env_file=None), llm.metadata.get("tokenizer.chat_template"))
+    tokens, _ = engine.chat_prompt([{"role": "user", "content": prompt}])
     start = time.perf_counter()
     first = last = 0.0
     count = 0
@@ -158,7 +161,7 @@ def run(args: argparse.Namespace) -> dict:
         "model_load_s_both": load_s,
         "streaming": streaming,
         "prompt_tokens_per_s_median": {name: round(statistics.median(v), 1) for name, v in prompt.items()},
-        "ratios": {"gpu_over_cpu_decode": round(gpu / cpu, 2) if cpu else None,
+        "ratios": {"gpu_over_cpu_whole_request": round(gpu / cpu, 2) if cpu else None,
                    "service_over_in_process_gpu_pct": round(100 * svc / gpu, 1) if gpu else None,
                    "service_over_generate_loop_gpu_pct": round(100 * svc / loop, 1) if loop else None},
         "settings": {"rounds": args.rounds, "max_tokens": args.max_tokens, "prompt_tokens": args.prompt_tokens,
@@ -186,7 +189,7 @@ All targets ran side by side in one run, interleaved; medians of {s['rounds']} r
 |---|---|---|---|---|
 {rows}
 
-- Every layer on the GPU generates **{ratios['gpu_over_cpu_decode']}x** as fast as the CPU alone \
+- Every layer on the GPU generates **{ratios['gpu_over_cpu_whole_request']}x** as fast as the CPU alone \
 ({s['threads']} threads), whole request, through `create_chat_completion`.
 - The inference service with `N_GPU_LAYERS=-1` reaches **{ratios['service_over_generate_loop_gpu_pct']}%** of \
 the same `Llama.generate` loop run in-process, and **{ratios['service_over_in_process_gpu_pct']}%** of \

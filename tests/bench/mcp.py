@@ -30,6 +30,7 @@ from tests.support.procs import Service, free_port, python_module
 OUT = Path(__file__).resolve().parents[2] / "docs" / "bench"
 SECURITY_OFF = {"RBAC_ENABLED": "false", "APPROVAL_WORKFLOW_ENABLED": "false", "AUDIT_ENABLED": "false",
                 "RATE_LIMIT_ENABLED": "false"}
+WRITTEN = "The suite writes this file.\n" * 10
 
 
 def start_server(name: str, work: Path, files: Path, extra: dict[str, str]) -> tuple[Service, str, str | None]:
@@ -159,11 +160,10 @@ def write_report(result: dict) -> None:
         "",
         f"Run {result['date']} on {result['machine']['cpus']} CPU cores ({result['machine']['platform']}). "
         "Both servers ran at once and the rounds alternated between them; the client is the official `mcp` "
-        f"Python client with {result['settings']['concurrency']} sessions, reading a "
-        f"{result['settings']['file_bytes']}-byte file. Medians over {result['settings']['rounds']} rounds "
-        f"of {result['settings']['seconds']} s.",
+        f"Python client with {result['settings']['concurrency']} sessions. Medians over "
+        f"{result['settings']['rounds']} rounds of {result['settings']['seconds']} s.",
         "",
-        "## `read_file`",
+        f"## `read_file` of a {result['settings']['file_bytes']}-byte file",
         "",
         *table(result["targets"]),
         "",
@@ -174,7 +174,7 @@ def write_report(result: dict) -> None:
         "- Security on means: the caller's key is looked up, RBAC checks the role, the rate limiter takes a "
         "token, and the call is appended to the hash-chained audit log (through its queue).",
         "",
-        "## `write_file`, answered after its audit row is committed",
+        f"## `write_file` of {result['settings']['write_bytes']} bytes, answered after its audit row is committed",
         "",
         *table(writes),
         "",
@@ -195,7 +195,12 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=4, help="client sessions")
     parser.add_argument("--rate", type=float, default=100.0, help="steady calls/s for the latency rounds")
     parser.add_argument("--no-write", action="store_true", help="print the result without writing docs/bench")
+    parser.add_argument("--render", type=Path, metavar="MCP_JSON",
+                        help="write mcp.md from an earlier run's mcp.json instead of measuring")
     opts = parser.parse_args()
+    if opts.render:
+        write_report(json.loads(opts.render.read_text()))
+        return
     with tempfile.TemporaryDirectory(prefix="mcp-bench-") as tmp:
         work = Path(tmp)
         files = work / "files"
@@ -215,7 +220,7 @@ def main() -> None:
             read_args = {"path": str(sample)}
             targets = asyncio.run(bench(urls, "read_file", read_args, opts.rounds, opts.seconds, opts.concurrency,
                                         opts.rate))
-            write_args = {"path": str(files / "written.txt"), "content": "The suite writes this file.\n" * 10}
+            write_args = {"path": str(files / "written.txt"), "content": WRITTEN}
             write_targets = asyncio.run(bench(urls, "write_file", write_args, opts.rounds, opts.seconds,
                                               opts.concurrency, opts.rate))
         finally:
@@ -225,7 +230,7 @@ def main() -> None:
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
         "settings": {"rounds": opts.rounds, "seconds": opts.seconds, "concurrency": opts.concurrency,
-                     "steady_rate": opts.rate, "file_bytes": file_bytes},
+                     "steady_rate": opts.rate, "file_bytes": file_bytes, "write_bytes": len(WRITTEN.encode())},
         "targets": targets,
         "write_targets": write_targets,
     }

@@ -48,6 +48,6 @@ def test_the_report_renders_from_the_recorded_run(tmp_path: Path, monkeypatch: p
     markdown = (tmp_path / "gpu.md").read_text()
     ratios = result["ratios"]
     assert f"**{ratios['service_over_generate_loop_gpu_pct']}%**" in markdown
-    assert f"**{ratios['gpu_over_cpu_decode']}x**" in markdown
+    assert f"**{ratios['gpu_over_cpu_whole_request']}x**" in markdown
     for name, row in result["streaming"].items():
         assert f"| {name} | {row['e2e_tokens_per_s_median']} | {row['decode_tokens_per_s_median']} |" in markdown

@@ -9,6 +9,7 @@ import json
 import logging
 import os
 import sqlite3
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,8 +47,9 @@ Queued = tuple[AuditEntry, "asyncio.Future[None] | None"]
 class AuditWriteError(Exception):
     """A row that a caller waited for could not be committed."""
 
-    def __init__(self, cause: BaseException) -> None:
-        super().__init__(f"audit row not written: {str(cause) or type(cause).__name__}")
+    def __init__(self, cause: BaseException | str) -> None:
+        reason = cause if isinstance(cause, str) else str(cause) or type(cause).__name__
+        super().__init__(f"audit row not written: {reason}")
 
 
 @dataclass(frozen=True)
@@ -144,12 +146,14 @@ def verify(db_path: Path) -> VerifyResult:
 
 def _check_head(db_path: Path, rows: list[sqlite3.Row], last_hash: str) -> VerifyResult:
     path = head_path(db_path)
-    if not path.exists():
+    # A writer creates the file when it starts and fills it with its first batch: empty means none yet.
+    text = path.read_text(encoding="utf-8") if path.exists() else ""
+    if not text.strip():
         if rows:
             return VerifyResult(False, len(rows), rows[-1]["id"], f"head checkpoint {path.name} is missing")
         return VerifyResult(True, 0)
     try:
-        head = json.loads(path.read_text(encoding="utf-8"))
+        head = json.loads(text)
         head_id, head_hash = int(head["id"]), str(head["row_hash"])
     except (ValueError, KeyError, TypeError):
         return VerifyResult(False, len(rows), None, f"head checkpoint {path.name} is unreadable")
@@ -167,15 +171,19 @@ class AuditLog:
 
     `log` queues a row without waiting. `record` waits until its row is committed: the middleware uses it
     for calls that can change something, so once such a call is answered its row survives a hard kill.
-    Rows that arrive while a commit runs share the next one (group commit).
+    Rows that arrive while a commit runs share the next one (group commit); a waiting row cuts the
+    linger short.
     """
 
     def __init__(self, db_path: Path) -> None:
         self.db_path = db_path
         self._conn: sqlite3.Connection | None = None
         self._head: HeadFile | None = None
-        self._queue: asyncio.Queue[Queued] | None = None
+        self._queue: asyncio.Queue[Queued | None] | None = None  # None: the stop sentinel of `close`
         self._task: asyncio.Task[None] | None = None
+        self._urgent = asyncio.Event()
+        self._closing = False
+        self._writing = threading.Lock()  # held by the worker thread while it writes
         self.last_error: str | None = None
         self.written = 0
 
@@ -183,16 +191,19 @@ class AuditLog:
         return "ok" if self.last_error is None else f"failing: {self.last_error}"
 
     def start(self) -> None:
-        """Start the writer on the running loop (idempotent)."""
+        """Start the writer on the running loop (idempotent).
+
+        A writer that was stopped from outside leaves its queue behind; the new one takes it over.
+        """
         if self._task is not None and not self._task.done():
             return
         self._conn = self._conn or connect(self.db_path)
         self._head = self._head or HeadFile(head_path(self.db_path))
-        self._queue = asyncio.Queue()
+        self._queue = self._queue or asyncio.Queue()
         self._task = asyncio.get_running_loop().create_task(self._run(self._queue), name="audit-writer")
 
     def _put(self, item: Queued) -> None:
-        if self._queue is None or self._task is None or self._task.done():
+        if not self._closing and (self._queue is None or self._task is None or self._task.done()):
             self.start()
         assert self._queue is not None
         self._queue.put_nowait(item)
@@ -202,12 +213,13 @@ class AuditLog:
         self._put((entry, None))
 
     async def record(self, entry: AuditEntry) -> None:
-        """Queue one entry and wait until it is committed; raises what the write raised.
+        """Queue one entry and wait until it is committed; raises AuditWriteError when it was not.
 
         Cancelling the wait does not withdraw the row: it is written with its batch.
         """
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._put((entry, done))
+        self._urgent.set()
         await asyncio.shield(done)
 
     async def flush(self) -> None:
@@ -216,50 +228,108 @@ class AuditLog:
             await self._queue.join()
 
     async def close(self) -> None:
-        """Flush, stop the writer and close its connection."""
-        await self.flush()
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
+        """Write everything queued, stop the writer and close its connection.
+
+        The writer stops at a sentinel rather than by cancellation, so no write is cut short; rows that
+        arrive while it stops are written here before the connection closes.
+        """
+        self._closing = True
+        try:
+            if self._task is not None and not self._task.done():
+                assert self._queue is not None
+                self._queue.put_nowait(None)
                 await self._task
             self._task = None
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
-        if self._head is not None:
-            self._head.close()
-            self._head = None
-
-    async def _run(self, queue: asyncio.Queue[Queued]) -> None:
-        while True:
-            batch = [await queue.get()]
-            if queue.empty() and batch[0][1] is None:  # nobody waits: linger so a busy server batches more
-                await asyncio.sleep(LINGER_S)
-            while len(batch) < BATCH and not queue.empty():
-                batch.append(queue.get_nowait())
-            error: BaseException | None = None
+            queue, self._queue = self._queue, None
+            late = [item for item in _drain(queue) if item is not None] if queue is not None else []
+            if late and self._conn is not None:
+                await self._commit(late)
+        finally:
+            self._closing = False
+            # A write whose waiter was cancelled may still run on its thread: wait for it, and keep the
+            # lock while closing, so a write that starts later finds the log closed instead of a dead handle.
+            await asyncio.to_thread(self._writing.acquire)
             try:
-                await asyncio.to_thread(self._write, [entry for entry, _ in batch])
-            except (sqlite3.Error, OSError, ValueError) as exc:
-                # Keep serving; /health turns 503 so the failure is seen rather than silently lost.
-                log.exception("audit write of %d rows failed", len(batch))
-                self.last_error = str(exc) or type(exc).__name__
-                error = exc
+                if self._conn is not None:
+                    self._conn.close()
+                    self._conn = None
+                if self._head is not None:
+                    self._head.close()
+                    self._head = None
             finally:
-                for _, waiter in batch:
-                    if waiter is None or waiter.done():
-                        pass
-                    elif error is None:
-                        waiter.set_result(None)
+                self._writing.release()
+
+    async def _run(self, queue: asyncio.Queue[Queued | None]) -> None:
+        while True:
+            first = await queue.get()
+            taken, stopping = 1, first is None
+            batch = [] if first is None else [first]
+            settled = 0
+            try:
+                if first is not None and first[1] is None and queue.empty():
+                    # nobody waits yet: linger so a busy server writes many rows per commit
+                    self._urgent.clear()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._urgent.wait(), LINGER_S)
+                while not queue.empty() and (stopping or len(batch) < BATCH):
+                    item = queue.get_nowait()
+                    taken += 1
+                    if item is None:
+                        stopping = True
                     else:
-                        waiter.set_exception(AuditWriteError(error))
+                        batch.append(item)
+                for settled in range(0, len(batch), BATCH):
+                    await self._commit(batch[settled:settled + BATCH])
+                settled = len(batch)
+            finally:
+                # stopped from outside before its turn: a waiting caller hears so instead of hanging
+                _fail_waiters(batch[settled:], "the audit writer stopped before the row was written")
+                for _ in range(taken):
                     queue.task_done()
+            if stopping:
+                return
+
+    async def _commit(self, batch: list[Queued]) -> None:
+        """Write one batch and settle its waiters: committed, or AuditWriteError for any failure."""
+        failure: BaseException | str = "the audit writer stopped before the row was written"
+        committed = False
+        try:
+            await asyncio.to_thread(self._write, [entry for entry, _ in batch])
+            committed = True
+        except Exception as exc:
+            # Keep serving; /health turns 503 and the middleware refuses calls that change something.
+            log.exception("audit write of %d rows failed", len(batch))
+            self.last_error = str(exc) or type(exc).__name__
+            failure = exc
+        finally:
+            if committed:
+                for _, waiter in batch:
+                    if waiter is not None and not waiter.done():
+                        waiter.set_result(None)
+            else:
+                _fail_waiters(batch, failure)
 
     def _write(self, batch: list[AuditEntry]) -> None:
-        assert self._conn is not None
-        append_entries(self._conn, self.db_path, batch, self._head)
+        with self._writing:
+            if self._conn is None or self._head is None:
+                raise sqlite3.ProgrammingError("the audit log is closed")
+            append_entries(self._conn, self.db_path, batch, self._head)
         self.written += len(batch)
         self.last_error = None
+
+
+def _fail_waiters(batch: list[Queued], failure: BaseException | str) -> None:
+    for _, waiter in batch:
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(AuditWriteError(failure))
+
+
+def _drain(queue: asyncio.Queue[Queued | None]) -> list[Queued | None]:
+    items = []
+    while not queue.empty():
+        items.append(queue.get_nowait())
+        queue.task_done()
+    return items
 
 
 def append_now(db_path: Path, entries: list[AuditEntry]) -> None:

@@ -29,14 +29,19 @@ def write_ahead_log(client: AsyncQdrantClient) -> None:
     """Put each embedded collection's SQLite file in WAL mode.
 
     Embedded Qdrant commits every point on its own. With the default rollback journal a commit creates,
-    writes, syncs and deletes a journal file (about 0.8 ms here); in WAL mode it appends and syncs one file
-    (about 0.26 ms), just as durable, since `synchronous` stays FULL. The mode is kept in the file, so this
-    matters once per collection. A client without these internals (another qdrant-client) is left as it is.
+    writes, syncs and deletes a journal file (about 0.8 ms here); in WAL mode it appends to one file and
+    syncs it (about 0.26 ms), just as durable with `synchronous=FULL`. The mode is kept in the file. A client
+    without these internals (another qdrant-client) is left as it is, and a failure only costs the speed-up.
     """
     for collection in getattr(getattr(client, "_client", None), "collections", {}).values():
         connection = getattr(getattr(collection, "storage", None), "storage", None)
-        if isinstance(connection, sqlite3.Connection) and not connection.in_transaction:
+        if not isinstance(connection, sqlite3.Connection) or connection.in_transaction:
+            continue
+        try:
             connection.execute("PRAGMA journal_mode=WAL")
+            connection.execute("PRAGMA synchronous=FULL")
+        except sqlite3.Error as exc:
+            log.warning("embedded Qdrant keeps its rollback journal: %s", exc)
 
 
 @dataclass(frozen=True)

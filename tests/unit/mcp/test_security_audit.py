@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import threading
 from contextlib import closing
 from pathlib import Path
 
@@ -197,3 +198,71 @@ async def test_record_raises_when_its_row_cannot_be_written(db_path: Path) -> No
     assert log.last_error is None
     await log.close()
     assert verify(db_path).rows == 1
+
+
+async def test_a_waiting_row_cuts_the_linger_short(db_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("services.mcp_server.security.audit.LINGER_S", 30.0)
+    log = AuditLog(db_path)
+    log.log(_entries(1)[0])  # alone in the queue: the writer lingers for more
+    await asyncio.sleep(0.05)
+    await asyncio.wait_for(log.record(AuditEntry("alice", "developer", "write_file", {}, "allowed")), 5)
+    await log.close()
+    assert verify(db_path).rows == 2
+
+
+async def test_a_write_cut_short_is_reported_as_not_written(db_path: Path) -> None:
+    log = AuditLog(db_path)
+    log.start()
+    started, release = threading.Event(), threading.Event()
+    real = log._write
+
+    def slow(batch: list[AuditEntry]) -> None:
+        started.set()
+        release.wait(10)
+        real(batch)
+
+    log._write = slow  # type: ignore[method-assign]
+    waiting = asyncio.create_task(log.record(AuditEntry("alice", "developer", "write_file", {}, "allowed")))
+    await asyncio.to_thread(started.wait, 10)
+    assert log._task is not None
+    log._task.cancel()  # the writer stopped from outside, mid-write
+    with pytest.raises(AuditWriteError, match="stopped"):
+        await waiting
+    release.set()  # the cut-short write goes on in its thread; close waits for it before closing the file
+    await log.close()
+    assert verify(db_path).ok
+
+
+async def test_rows_queued_while_closing_are_written(db_path: Path) -> None:
+    log = AuditLog(db_path)
+    log.log(_entries(1)[0])
+    stopping = asyncio.create_task(log.close())
+    await asyncio.sleep(0)  # close has queued its stop sentinel
+    log.log(AuditEntry("bob", "developer", "read_file", {"path": "/late"}, "allowed"))
+    await stopping
+    with closing(sqlite3.connect(db_path)) as conn:
+        assert [row[0] for row in conn.execute("SELECT user_name FROM audit_log ORDER BY id")] == ["user0", "bob"]
+    assert verify(db_path).ok
+
+
+async def test_a_writer_stopped_from_outside_leaves_its_rows_to_the_next(db_path: Path) -> None:
+    log = AuditLog(db_path)
+    log.start()
+    assert log._task is not None
+    log._task.cancel()
+    await asyncio.sleep(0)
+    log.log(_entries(1)[0])  # the next writer starts and writes it
+    await log.flush()
+    await log.close()
+    assert verify(db_path).rows == 1
+
+
+async def test_a_server_that_recorded_nothing_verifies(db_path: Path) -> None:
+    log = AuditLog(db_path)
+    log.start()  # creates the empty head checkpoint
+    await log.close()
+    assert head_path(db_path).exists() and verify(db_path).ok
+    head_path(db_path).write_text("")
+    append_now(db_path, _entries(1))
+    head_path(db_path).write_text("")  # rows without a checkpoint are not fine
+    assert "missing" in verify(db_path).reason
