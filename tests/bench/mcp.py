@@ -147,13 +147,23 @@ def table(targets: dict) -> list[str]:
     return lines
 
 
+def ratios(targets: dict) -> tuple[float, float]:
+    """Security on over off: the ratio of the median throughputs, and the median of the per-round ratios.
+
+    Each round runs the two servers back to back, so the per-round ratio cancels the drift of the
+    machine's speed during a run; it is the figure the target is judged by.
+    """
+    on, off = targets["security-on"], targets["security-off"]
+    paired = [a / b for a, b in zip(on["calls_per_s_rounds"], off["calls_per_s_rounds"], strict=True)]
+    return on["calls_per_s_median"] / off["calls_per_s_median"], statistics.median(paired)
+
+
 def write_report(result: dict) -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "mcp.json").write_text(json.dumps(result, indent=2) + "\n")
-    on, off = result["targets"]["security-on"], result["targets"]["security-off"]
-    ratio = on["calls_per_s_median"] / off["calls_per_s_median"]
-    writes = result["write_targets"]
-    write_ratio = writes["security-on"]["calls_per_s_median"] / writes["security-off"]["calls_per_s_median"]
+    on = result["targets"]["security-on"]
+    of_medians, ratio = ratios(result["targets"])
+    write_of_medians, write_ratio = ratios(result["write_targets"])
     rate = result["settings"]["steady_rate"]
     lines = [
         "# MCP benchmark: `read_file` and `write_file` over streamable HTTP",
@@ -167,8 +177,8 @@ def write_report(result: dict) -> None:
         "",
         *table(result["targets"]),
         "",
-        f"- Throughput with security on is **{ratio:.1%}** of security off; target at least 90%: "
-        f"{'met' if ratio >= 0.9 else 'NOT met'}.",
+        f"- Throughput with security on is **{ratio:.1%}** of security off (median of the paired rounds; the "
+        f"ratio of the medians is {of_medians:.1%}); target at least 90%: {'met' if ratio >= 0.9 else 'NOT met'}.",
         f"- p95 with security on at a steady {rate:g} calls/s is **{on['steady_p95_ms']} ms**; target at most "
         f"20 ms: {'met' if on['steady_p95_ms'] <= 20 else 'NOT met'}.",
         "- Security on means: the caller's key is looked up, RBAC checks the role, the rate limiter takes a "
@@ -176,10 +186,11 @@ def write_report(result: dict) -> None:
         "",
         f"## `write_file` of {result['settings']['write_bytes']} bytes, answered after its audit row is committed",
         "",
-        *table(writes),
+        *table(result["write_targets"]),
         "",
-        f"- Throughput with security on is **{write_ratio:.1%}** of security off. A call that can change "
-        "something waits for the commit of its audit row; concurrent calls share commits.",
+        f"- Throughput with security on is **{write_ratio:.1%}** of security off (median of the paired rounds; "
+        f"the ratio of the medians is {write_of_medians:.1%}). A call that can change something waits for the "
+        "commit of its audit row; concurrent calls share commits.",
         "",
         "Anchors: the original system's RBAC stack reached 80 calls/s with p95 397 ms; FastMCP with a "
         "trivial tool has been measured at about 430 calls/s.",
@@ -190,8 +201,8 @@ def write_report(result: dict) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rounds", type=int, default=7, help="alternating rounds per measurement")
-    parser.add_argument("--seconds", type=float, default=4.0, help="length of each round")
+    parser.add_argument("--rounds", type=int, default=11, help="alternating rounds per measurement")
+    parser.add_argument("--seconds", type=float, default=3.0, help="length of each round")
     parser.add_argument("--concurrency", type=int, default=4, help="client sessions")
     parser.add_argument("--rate", type=float, default=100.0, help="steady calls/s for the latency rounds")
     parser.add_argument("--no-write", action="store_true", help="print the result without writing docs/bench")
