@@ -30,6 +30,8 @@ from tests.support.procs import ROOT, Service, free_port, python_module
 
 MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 TARGET_RATIO = 0.90
+# The service's default budget (no .env is read): its in-process twin uses it and the report names it.
+BATCH_TOKENS = EmbeddingSettings(_env_file=None).batch_tokens
 
 EN_WORDS = (
     "the a file system reads writes data index query vector model server request network memory cache "
@@ -135,7 +137,7 @@ def bench(models_dir: Path, sets: dict[str, list[str]], threads: int, batch_size
 
     model = TextEmbedding(MODEL, specific_model_path=str(models_dir / EMBED_DIR), threads=threads,
                           providers=["CPUExecutionProvider"], local_files_only=True)
-    engine = EmbeddingEngine(model, MODEL, batch_size, EmbeddingSettings(_env_file=None).batch_tokens)
+    engine = EmbeddingEngine(model, MODEL, batch_size, BATCH_TOKENS)
     results: dict = {}
     with tempfile.TemporaryDirectory(prefix="ai-suite-bench-embed-") as tmp:
         service = start_service(models_dir, Path(tmp), threads, batch_size)
@@ -227,7 +229,7 @@ def main() -> None:
         "results": results,
         "settings": {"texts": len(texts), "chars_total": sum(map(len, texts)), "korean_texts":
                      sum(1 for t in texts if not t.isascii()), "threads": args.threads, "batch_size": args.batch_size,
-                     "chunks": len(chunks), "batch_tokens": EmbeddingSettings(_env_file=None).batch_tokens,
+                     "chunks": len(chunks), "batch_tokens": BATCH_TOKENS,
                      "rounds": args.rounds},
     }
     write_report(result, args.out)

@@ -23,6 +23,7 @@ STATUSES = frozenset({"allowed", "denied", "pending", "approved", "rejected", "e
 BATCH = 500
 # A short pause after the first queued row lets a busy server write many rows per commit.
 LINGER_S = 0.02
+STOPPED = "the audit writer stopped before the row was written"
 COLUMNS = ("id", "ts", "user_name", "role", "tool", "args", "status", "duration_ms", "detail", "request_id")
 
 
@@ -283,7 +284,7 @@ class AuditLog:
                 settled = len(batch)
             finally:
                 # stopped from outside before its turn: a waiting caller hears so instead of hanging
-                _fail_waiters(batch[settled:], "the audit writer stopped before the row was written")
+                _fail_waiters(batch[settled:], STOPPED)
                 for _ in range(taken):
                     queue.task_done()
             if stopping:
@@ -291,7 +292,7 @@ class AuditLog:
 
     async def _commit(self, batch: list[Queued]) -> None:
         """Write one batch and settle its waiters: committed, or AuditWriteError for any failure."""
-        failure: BaseException | str = "the audit writer stopped before the row was written"
+        failure: BaseException | str = STOPPED
         committed = False
         try:
             await asyncio.to_thread(self._write, [entry for entry, _ in batch])
