@@ -1,28 +1,48 @@
-# Local AI Suite. `make run` and `make test` install whatever is missing first.
+# Local AI Suite. `make run` and `make test` install whatever is missing first, from uv.lock.
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# uv itself comes from PyPI, hash-checked (requirements/uv.txt), into its own small venv.
+TOOLS := .tools
+UV := $(TOOLS)/bin/uv
+SYNC_EXTRAS := --extra all --extra test
+# uv installs into $(VENV) with the Python that runs make's checks, and never downloads a Python.
+export UV_PROJECT_ENVIRONMENT := $(VENV)
+export UV_PYTHON := $(PYTHON)
+export UV_PYTHON_DOWNLOADS := never
 PHASE ?= p3
 ENV_FILE := $(if $(wildcard .env),.env,.env.example)
 COMPOSE := docker compose --env-file $(ENV_FILE)
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install browser models run stop status test test-unit lint bench bench-gpu up-p1 up-p1-cpu up-p2 up-p2-cpu up-p3 up-p3-cpu mcp-dirs down logs clean
+.PHONY: help install lock audit browser models run stop status test test-unit lint bench bench-gpu up-p1 up-p1-cpu up-p2 up-p2-cpu up-p3 up-p3-cpu mcp-dirs down logs clean
 
 help: ## Show the targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
 
-$(STAMP): pyproject.toml
+$(UV): requirements/uv.txt
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "Python 3.11+ is required (found $$($(PYTHON) --version))"; exit 1; }
-	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --progress-bar on -e ".[all,test]"
+	@test -x $(TOOLS)/bin/python || $(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/python -m pip install --quiet --disable-pip-version-check --require-hashes --no-deps -r requirements/uv.txt
+	@touch $(UV)
+
+# --frozen: install exactly what uv.lock says (versions and hashes); nothing is resolved here.
+$(STAMP): pyproject.toml uv.lock $(UV)
+	$(UV) sync --frozen $(SYNC_EXTRAS)
 	@touch $(STAMP)
 
-install: $(STAMP) ## Create .venv and install the suite with every extra
+install: $(STAMP) ## Create .venv and install the suite with every extra, exactly as uv.lock pins it
+
+PACKAGE ?=
+lock: $(UV) ## Re-resolve uv.lock: every package (or only PACKAGE=name) to its newest allowed release
+	$(UV) lock $(if $(PACKAGE),--upgrade-package $(PACKAGE),--upgrade)
+	@echo "uv.lock updated: now run 'make test', then commit pyproject.toml and uv.lock together"
+
+audit: $(STAMP) ## pip-audit the locked tree against known vulnerabilities (needs the internet)
+	$(BIN)/python scripts/audit.py
 
 browser: ## Install Debian's chromium for the web tools when it is missing
 	@bash scripts/install-chromium.sh
@@ -40,9 +60,10 @@ stop: ## Stop the native suite
 status: ## Show the native services
 	$(BIN)/ai-suite status
 
-lint: $(STAMP) ## ruff and mypy
+lint: $(STAMP) ## ruff, mypy and bandit
 	$(BIN)/ruff check services tests
 	$(BIN)/mypy
+	$(BIN)/bandit --quiet --recursive services --severity-level medium
 
 test: models browser lint ## Install what is missing, then run every test
 	$(BIN)/pytest $(PYTEST_ARGS)
@@ -97,4 +118,4 @@ logs: ## Docker: follow the logs
 	$(COMPOSE) $(P3_FILES) logs -f --tail=100
 
 clean: stop ## Remove the virtualenv and caches (keeps models and data)
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(TOOLS) .pytest_cache .mypy_cache .ruff_cache

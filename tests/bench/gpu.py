@@ -213,11 +213,12 @@ token is mostly Python and llama.cpp's per-token overhead rather than arithmetic
 ## Reproduce
 
 On a machine with an NVIDIA GPU and the CUDA toolkit, rebuild llama-cpp-python with CUDA in the suite's
-environment, then run the benchmark:
+environment (`--no-cache`, because uv's cache would otherwise hand back the CPU build), then run the benchmark:
 
 ```bash
-CMAKE_ARGS="-DGGML_CUDA=on" .venv/bin/pip install --force-reinstall --no-deps --no-binary llama-cpp-python \\
-    llama-cpp-python==0.3.36
+make install    # the locked CPU build first; then the same locked sdist again, compiled with CUDA:
+CMAKE_ARGS="-DGGML_CUDA=on" .tools/bin/uv sync --frozen --extra all --extra test \\
+    --reinstall-package llama-cpp-python --no-cache
 make bench-gpu
 ```
 

@@ -1,4 +1,4 @@
-"""A small bilingual test corpus (md, txt, pdf, docx, html, code) and questions whose answer is in one passage."""
+"""A small bilingual test corpus (md, txt, pdf, docx with a Korean table, html, code) with questions."""
 
 from __future__ import annotations
 
@@ -70,6 +70,13 @@ BACKUP_EN = (
         "Backup archives are encrypted with AES-256 before they leave the server.",
     ],
 )
+BUS_FARES_KO = (
+    "서울 시내버스 요금 안내",
+    "교통카드로 타면 현금보다 싸고, 30분 안에 갈아타면 환승 할인을 받는다.",
+    "연령별 기본요금",
+    [("구분", "교통카드", "현금"), ("어른", "1,500원", "1,600원"), ("청소년", "900원", "1,000원"),
+     ("어린이", "550원", "550원")],
+)
 GIT_TIPS_MIXED = (
     "Git tips / 깃 사용 팁",
     [
@@ -118,6 +125,8 @@ QUESTIONS = [
     ("What are Saturn's rings made of?", "solar_system.pdf", "en", "ice particles", None),
     ("How long should coffee steep in a French press?", "coffee.txt", "en", "four minutes", None),
     ("How should whole coffee beans be stored?", "coffee.txt", "en", "airtight container", None),
+    ("청소년과 어린이는 버스 요금을 얼마 내나요?", "bus_fares_ko.docx", "ko", "| 청소년 | 900원 | 1,000원 |",
+     None),
     ("How many days is each database backup retained?", "backup_policy.docx", "en", "retained for 30 days", None),
     ("When is the restore drill performed?", "backup_policy.docx", "en", "first Monday", None),
     ("How do I set uncommitted changes aside before switching branches?", "git_tips.html", "en", "git stash", None),
@@ -139,6 +148,7 @@ def write_corpus(folder: Path) -> dict:
         "solar_system.pdf": _write_pdf(folder / "solar_system.pdf", *SOLAR_SYSTEM_EN),
         "coffee.txt": _write_text(folder / "coffee.txt", *COFFEE_EN),
         "backup_policy.docx": _write_docx(folder / "backup_policy.docx", *BACKUP_EN),
+        "bus_fares_ko.docx": _write_docx_table(folder / "bus_fares_ko.docx", *BUS_FARES_KO),
         "git_tips.html": _write_html(folder / "git_tips.html", *GIT_TIPS_MIXED),
         "rate_limiter.py": _write_code(folder / "rate_limiter.py", RATE_LIMITER_PY),
     }
@@ -175,18 +185,41 @@ def _write_html(path: Path, title: str, passages: list[str]) -> list[str]:
 
 
 def _write_docx(path: Path, title: str, passages: list[str]) -> list[str]:
+    document = _new_docx()
+    document.add_heading(title, level=1)
+    for passage in passages:
+        document.add_paragraph(passage)
+    _save_docx(document, path)
+    return passages
+
+
+def _write_docx_table(path: Path, title: str, intro: str, heading: str, rows: list[tuple[str, ...]]) -> list[str]:
+    """A Word file with headings, a paragraph and a table; returns the paragraph and each row as markdown."""
+    document = _new_docx()
+    document.add_heading(title, level=1)
+    document.add_paragraph(intro)
+    document.add_heading(heading, level=2)
+    table = document.add_table(rows=0, cols=len(rows[0]))
+    for row in rows:
+        for cell, value in zip(table.add_row().cells, row, strict=True):
+            cell.text = value
+    _save_docx(document, path)
+    return [intro, f"## {heading}", *("| " + " | ".join(row) + " |" for row in rows)]
+
+
+def _new_docx():
     import docx
 
     document = docx.Document()
     document.core_properties.created = FIXED_DATE
     document.core_properties.modified = FIXED_DATE
-    document.add_heading(title, level=1)
-    for passage in passages:
-        document.add_paragraph(passage)
+    return document
+
+
+def _save_docx(document, path: Path) -> None:
     buffer = io.BytesIO()
     document.save(buffer)
     _write_zip_with_fixed_times(path, buffer.getvalue())
-    return passages
 
 
 def _write_zip_with_fixed_times(path: Path, data: bytes) -> None:

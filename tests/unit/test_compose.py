@@ -196,9 +196,22 @@ def test_inference_dockerfile_builds_llama_cpp_with_cuda() -> None:
     build_lines = "\n".join(line for lines in stages.values() for line in lines)
     assert re.search(r"FROM nvidia/cuda:\S+-devel", build_lines)
     assert "FROM nvidia/cuda:${CUDA_VERSION}-runtime" in "\n".join(stages["cuda"])
-    assert re.search(r'CMAKE_ARGS="-DGGML_CUDA=on[^"]*"\s*\\\n\s*pip install llama-cpp-python==0\.3\.36',
+    assert re.search(r'CMAKE_ARGS="-DGGML_CUDA=on[^"]*"\s*\\\n\s*/opt/uv/bin/uv sync --frozen [^\n]*--extra inference',
                      build_lines)
     assert stages["cpu"][0].startswith("FROM python:3.11-slim")
+
+
+def test_every_image_installs_from_the_lock() -> None:
+    dockerfiles = sorted((ROOT / "services").glob("*/Dockerfile"))
+    assert len(dockerfiles) == 5
+    for dockerfile in dockerfiles:
+        text = dockerfile.read_text(encoding="utf-8")
+        assert "pip install --require-hashes --no-deps -r /tmp/uv.txt" in text, dockerfile
+        assert "COPY pyproject.toml uv.lock README.md ./" in text, dockerfile
+        installs = re.findall(r"^(?:RUN|\s+).*\b(?:pip|uv) (?:install|sync)\b.*$", text, re.MULTILINE)
+        assert installs, dockerfile
+        for line in installs:
+            assert "--require-hashes" in line or "sync --frozen" in line, (dockerfile, line)
 
 
 def test_dockerignore_keeps_weights_and_data_out() -> None:

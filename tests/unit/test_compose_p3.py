@@ -113,7 +113,7 @@ def test_native_phase_three(tmp_path: Path) -> None:
 
 def test_dockerfile_installs_the_mcp_extra_and_debian_chromium() -> None:
     text = (ROOT / "services" / "mcp_server" / "Dockerfile").read_text(encoding="utf-8")
-    assert 'pip install ".[mcp]"' in text
+    assert "uv sync --frozen --no-editable --extra mcp" in text
     assert "chromium" in text and "fonts-noto-cjk" in text and " git " in text
     assert "playwright install" not in text.replace("`playwright install` is", "")
     assert "CHROMIUM_PATH=/usr/bin/chromium" in text

@@ -19,7 +19,7 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
 @pytest.mark.parametrize(
     "name",
     ["python_files_ko.md", "kimchi_stew_ko.txt", "palace_ko.docx", "solar_system.pdf", "coffee.txt",
-     "backup_policy.docx", "git_tips.html", "rate_limiter.py"],
+     "backup_policy.docx", "bus_fares_ko.docx", "git_tips.html", "rate_limiter.py"],
 )
 def test_every_corpus_document_round_trips(corpus: tuple[Path, dict], name: str) -> None:
     folder, written = corpus
