@@ -18,7 +18,7 @@ COMPOSE := docker compose --env-file $(ENV_FILE)
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install lock audit browser models run stop status test test-unit lint bench bench-gpu up-p1 up-p1-cpu up-p2 up-p2-cpu up-p3 up-p3-cpu mcp-dirs down logs clean
+.PHONY: help install lock audit system-packages models run stop status test test-unit lint bench bench-gpu up-p1 up-p1-cpu up-p2 up-p2-cpu up-p3 up-p3-cpu mcp-dirs down logs clean
 
 help: ## Show the targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
@@ -44,14 +44,18 @@ lock: $(UV) ## Re-resolve uv.lock: every package (or only PACKAGE=name) to its n
 audit: $(STAMP) ## pip-audit the locked tree against known vulnerabilities (needs the internet)
 	$(BIN)/python scripts/audit.py
 
-browser: ## Install Debian's chromium for the web tools when it is missing
-	@bash scripts/install-chromium.sh
+# Debian programs the suite starts itself (PROGRAM=PACKAGE): the browser of the web tools.
+CHROMIUM_PATH ?= /usr/bin/chromium
+SYSTEM_PACKAGES := $(CHROMIUM_PATH)=chromium
+
+system-packages: ## Install the Debian packages the suite uses (apt-get), each only when missing
+	@bash scripts/install-debian-packages.sh $(SYSTEM_PACKAGES)
 
 models: $(STAMP) ## Fetch and verify the bundled offline models into MODELS_DIR
 	$(BIN)/ai-suite models fetch
 
 run: models ## Start the suite natively on the embedded defaults and print the URLs
-	@bash scripts/install-chromium.sh || echo "warning: without Chromium the web tools answer with an error until it is installed"
+	@bash scripts/install-debian-packages.sh $(SYSTEM_PACKAGES) || echo "warning: without them the tools that need them answer with an error until they are installed"
 	$(BIN)/ai-suite up $(PHASE)
 
 stop: ## Stop the native suite
@@ -65,10 +69,10 @@ lint: $(STAMP) ## ruff, mypy and bandit
 	$(BIN)/mypy
 	$(BIN)/bandit --quiet --recursive services --severity-level medium
 
-test: models browser lint ## Install what is missing, then run every test
+test: models system-packages lint ## Install what is missing, then run every test
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-test-unit: models browser ## Only the fast in-process tests
+test-unit: models system-packages ## Only the fast in-process tests
 	$(BIN)/pytest -m "not integration" $(PYTEST_ARGS)
 
 bench: models ## Run the benchmarks; results go to docs/bench/
