@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from services.stack.models import GGUF_NAME, bundled_present, fetch_bundled
+from services.common.models import GGUF_NAME
+from services.stack.models import bundled_present, fetch_bundled
 
 ROOT = Path(__file__).resolve().parents[1]
 

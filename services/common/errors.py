@@ -88,6 +88,10 @@ class UpstreamTimeout(ServiceUnavailable):
     code = "upstream_timeout"
 
 
+class StartupRefused(Exception):
+    """A service cannot start for a reason its user can fix (a missing model file); shown as one line."""
+
+
 def error_body(message: str, type_: str, code: str, param: str | None = None) -> dict:
     """The OpenAI-compatible error shape used by every service."""
     return {"error": {"message": message, "type": type_, "code": code, "param": param}}

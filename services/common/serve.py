@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
+from typing import TypeVar
 
 import uvicorn
 from fastapi import FastAPI
 
+from services.common.errors import StartupRefused
 from services.common.logging import configure_logging
 from services.common.settings import SuiteSettings
 
+SettingsT = TypeVar("SettingsT", bound=SuiteSettings)
 
-def serve(app_factory: Callable[[SuiteSettings], FastAPI], settings: SuiteSettings, port: int) -> None:
+
+def serve(app_factory: Callable[[SettingsT], FastAPI], settings: SettingsT, port: int) -> None:
     """Start uvicorn on `settings.host:port`; refuses a non-loopback bind without a key."""
     configure_logging(settings.log_level, settings.log_json, settings.log_file)
     settings.check_exposure()
+    logging.getLogger("uvicorn.error").addFilter(RefusalAsOneLine())
     uvicorn.run(
         app_factory(settings),
         host=settings.host,
@@ -23,3 +29,27 @@ def serve(app_factory: Callable[[SuiteSettings], FastAPI], settings: SuiteSettin
         access_log=False,
         timeout_graceful_shutdown=5,
     )
+
+
+class RefusalAsOneLine(logging.Filter):
+    """uvicorn logs a failed start-up as the lifespan's traceback; a StartupRefused shows only its message."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        if text.startswith("Traceback"):
+            last = text.rstrip().rsplit("\n", 1)[-1]
+            name, _, message = last.partition(": ")
+            if message and _is_refusal(name):
+                record.msg, record.args, record.exc_info = message, None, None
+        return True
+
+
+def _is_refusal(qualified_name: str) -> bool:
+    """True when `module.Class` names a StartupRefused subclass."""
+    pending: list[type] = [StartupRefused]
+    while pending:
+        cls = pending.pop()
+        if f"{cls.__module__}.{cls.__qualname__}" == qualified_name:
+            return True
+        pending.extend(cls.__subclasses__())
+    return False

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
@@ -12,42 +10,23 @@ from fastapi.responses import JSONResponse
 
 from services.common.app_factory import harden
 from services.common.health import health_response
+from services.common.model_loading import load_in_background
 from services.embedding.api import router
 from services.embedding.engine import EmbeddingEngine
 from services.embedding.metrics import EmbeddingMetrics
 from services.embedding.settings import EmbeddingSettings
 from services.embedding.state import EmbeddingState, embedding_state
-from services.stack.models import require_model
-
-log = logging.getLogger(__name__)
 
 Loader = Callable[[EmbeddingSettings], EmbeddingEngine]
-
-
-async def _load(state: EmbeddingState, loader: Loader) -> None:
-    try:
-        engine = await asyncio.to_thread(loader, state.settings)
-    except Exception as exc:  # FastEmbed and ONNX Runtime report bad files with assorted exception types
-        log.exception("could not load embedding model %s", state.settings.embedding_model)
-        state.load_error = str(exc) or type(exc).__name__
-        return
-    state.engine = engine
 
 
 def _lifespan(loader: Loader) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         state: EmbeddingState = app.state.embedding
-        path = state.settings.model_path()
-        if path is not None:
-            # A missing folder fails the start at once, with the fetch command in the message.
-            require_model(path)
-        loading = asyncio.create_task(_load(state, loader))
-        try:
+        settings = state.settings
+        async with load_in_background(settings.model_path(), lambda: loader(settings), state.loaded, state.failed):
             yield
-        finally:
-            # A load in progress cannot be interrupted; wait for it so its threads are not left running.
-            await loading
 
     return lifespan
 

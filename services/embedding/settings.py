@@ -7,8 +7,8 @@ from pathlib import Path
 
 from pydantic import Field
 
+from services.common.models import EMBED_DIR
 from services.common.settings import SuiteSettings
-from services.stack.models import EMBED_DIR
 
 DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 

@@ -10,6 +10,7 @@ import anyio.to_thread
 from fastapi import Request
 
 from services.common.errors import ServiceUnavailable
+from services.common.model_loading import model_state, not_ready
 from services.embedding.engine import Embedded, EmbeddingEngine
 from services.embedding.metrics import EmbeddingMetrics
 from services.embedding.settings import EmbeddingSettings
@@ -26,17 +27,18 @@ class EmbeddingState:
     gate: anyio.CapacityLimiter = field(default_factory=lambda: anyio.CapacityLimiter(1))
 
     def model_state(self) -> str:
-        if self.load_error:
-            return f"failed: {self.load_error}"
-        return "ok" if self.engine is not None else "loading"
+        return model_state(self.engine is not None, self.load_error)
+
+    def loaded(self, engine: EmbeddingEngine) -> None:
+        self.engine = engine
+
+    def failed(self, reason: str) -> None:
+        self.load_error = reason
 
     def ready(self) -> EmbeddingEngine:
         """The loaded engine; 503 while it loads or after it failed to load."""
         if self.engine is None:
-            if self.load_error:
-                raise ServiceUnavailable(f"the embedding model failed to load: {self.load_error}", retry_after=30,
-                                         code="model_load_failed")
-            raise ServiceUnavailable("the embedding model is still loading", retry_after=2, code="model_loading")
+            raise not_ready("the embedding model", self.load_error)
         return self.engine
 
     async def embed(self, texts: list[str], count_tokens: bool = False) -> Embedded:

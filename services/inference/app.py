@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
@@ -12,47 +10,29 @@ from fastapi.responses import JSONResponse
 
 from services.common.app_factory import harden
 from services.common.health import health_response
+from services.common.model_loading import load_in_background
 from services.inference.api import router
 from services.inference.engine import ModelEngine
 from services.inference.metrics import InferenceMetrics
-from services.inference.scheduler import GenerationQueue
 from services.inference.settings import InferenceSettings
 from services.inference.state import InferenceState, inference_state
-from services.stack.models import require_model
-
-log = logging.getLogger(__name__)
 
 Loader = Callable[[InferenceSettings], ModelEngine]
-
-
-async def _load(state: InferenceState, loader: Loader) -> None:
-    try:
-        engine = await asyncio.to_thread(loader, state.settings)
-    except Exception as exc:  # llama.cpp reports a bad file as ValueError or RuntimeError
-        log.exception("could not load %s", state.settings.model_path())
-        state.load_error = str(exc) or type(exc).__name__
-        return
-    state.engine = engine
-    settings = state.settings
-    state.queue = GenerationQueue(engine, settings.max_queue, state.metrics, settings.stream_interval_ms / 1000)
 
 
 def _lifespan(loader: Loader) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         state: InferenceState = app.state.inference
-        # A missing file fails the start at once, with the fetch command in the message.
-        require_model(state.settings.model_path())
-        loading = asyncio.create_task(_load(state, loader))
-        try:
-            yield
-        finally:
-            # A load in progress cannot be interrupted; wait so the model is closed, not leaked.
-            await loading
-            if state.queue is not None:
-                await state.queue.close()
-            if state.engine is not None:
-                state.engine.close()
+        settings = state.settings
+        async with load_in_background(settings.model_path(), lambda: loader(settings), state.loaded, state.failed):
+            try:
+                yield
+            finally:
+                if state.queue is not None:
+                    await state.queue.close()
+        if state.engine is not None:
+            state.engine.close()
 
     return lifespan
 

@@ -20,7 +20,6 @@ from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
 from services.common.errors import BadRequest, SuiteError
 from services.inference.settings import InferenceSettings
-from services.stack.models import require_model
 
 log = logging.getLogger(__name__)
 
@@ -104,8 +103,8 @@ class ModelEngine:
 
     @classmethod
     def load(cls, settings: InferenceSettings) -> ModelEngine:
-        """Load the GGUF (blocking, seconds for big models); raises ModelMissing when absent."""
-        path = require_model(settings.model_path())
+        """Load the GGUF (blocking, seconds for big models); the lifespan has checked that the file exists."""
+        path = settings.model_path()
         started = time.perf_counter()
         # verbose=False would point fds 1 and 2 at /dev/null while loading, swallowing every other
         # thread's logs (uvicorn's included); catching Python-level stderr only affects llama's prints.

@@ -7,8 +7,8 @@ from pathlib import Path
 
 from pydantic import Field
 
+from services.common.models import GGUF_NAME
 from services.common.settings import SuiteSettings
-from services.stack.models import GGUF_NAME
 
 
 class InferenceSettings(SuiteSettings):

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from fastapi import Request
 
-from services.common.errors import ServiceUnavailable
+from services.common.model_loading import model_state, not_ready
 from services.inference.engine import ModelEngine
 from services.inference.metrics import InferenceMetrics
 from services.inference.scheduler import GenerationQueue
@@ -24,9 +24,16 @@ class InferenceState:
     created: int = field(default_factory=lambda: int(time.time()))
 
     def model_state(self) -> str:
-        if self.load_error:
-            return f"failed: {self.load_error}"
-        return "ok" if self.queue is not None else "loading"
+        return model_state(self.queue is not None, self.load_error)
+
+    def loaded(self, engine: ModelEngine) -> None:
+        """Put the loaded model behind its generation queue."""
+        self.engine = engine
+        settings = self.settings
+        self.queue = GenerationQueue(engine, settings.max_queue, self.metrics, settings.stream_interval_ms / 1000)
+
+    def failed(self, reason: str) -> None:
+        self.load_error = reason
 
     def engine_or_raise(self) -> ModelEngine:
         self.ready()
@@ -36,10 +43,7 @@ class InferenceState:
     def ready(self) -> GenerationQueue:
         """The queue in front of the model; 503 while it loads or after it failed to load."""
         if self.queue is None:
-            if self.load_error:
-                raise ServiceUnavailable(f"the model failed to load: {self.load_error}", retry_after=30,
-                                         code="model_load_failed")
-            raise ServiceUnavailable("the model is still loading", retry_after=2, code="model_loading")
+            raise not_ready("the model", self.load_error)
         return self.queue
 
 

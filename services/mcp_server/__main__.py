@@ -25,7 +25,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.stdio:
         run_stdio(settings)
         return
-    serve(create_app, settings, settings.port)  # type: ignore[arg-type]
+    serve(create_app, settings, settings.port)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ from services.rag.settings import RagSettings
 
 def main() -> None:
     settings = RagSettings()
-    serve(create_app, settings, settings.port)  # type: ignore[arg-type]
+    serve(create_app, settings, settings.port)
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ from services.rag.clients.gateway import GatewayClient
 from services.rag.clients.outage import RetryPolicy, describe
 from services.rag.clients.postgres import PostgresStore
 from services.rag.clients.qdrant import VectorStore
+from services.rag.collections import Collections
 from services.rag.metrics import RagMetrics
 from services.rag.settings import RagSettings
 from services.rag.state import RagState, rag_state
@@ -46,13 +47,16 @@ def _text_tools(settings: RagSettings) -> tuple[TextAnalyzer, Chunker]:
 def _build_state(settings: RagSettings, metrics: RagMetrics) -> RagState:
     policy = RetryPolicy(settings.qdrant_max_retries, settings.qdrant_retry_min_wait, settings.qdrant_retry_max_wait)
     http = make_client(settings.embedding_timeout)
+    pg = PostgresStore(settings.postgres_url(), policy, settings.postgres_pool_size, settings.postgres_pool_timeout)
+    vectors = VectorStore(policy, url=settings.qdrant_url, path=settings.vectors_path(),
+                          api_key=settings.qdrant_api_key, timeout=settings.qdrant_timeout)
     return RagState(
         settings=settings,
         metrics=metrics,
         http=http,
-        pg=PostgresStore(settings.postgres_url(), policy, settings.postgres_pool_size, settings.postgres_pool_timeout),
-        vectors=VectorStore(policy, url=settings.qdrant_url, path=settings.vectors_path(),
-                            api_key=settings.qdrant_api_key, timeout=settings.qdrant_timeout),
+        pg=pg,
+        vectors=vectors,
+        collections=Collections(pg, vectors, metrics),
         embedder=EmbeddingClient(settings.embedding_url, http, policy, settings.embedding_batch_size),
         gateway=GatewayClient(settings.gateway_url, http, settings.rag_model, settings.rag_llm_timeout,
                               settings.rag_max_answer_tokens),
@@ -140,7 +144,7 @@ def create_app(settings: RagSettings | None = None) -> FastAPI:
         checks = dict(results)
         checks["text_analyzer"] = "ok" if state.analyzer is not None else "loading"
         info = {"qdrant_mode": state.vectors.mode, "collections_in_bm25": len(state.bm25),
-                "bm25_chunks": sum(len(index) for index in state.bm25.values())}
+                "bm25_chunks": state.collections.chunk_count()}
         return health_response("rag", checks, info=info)
 
     return app

@@ -16,6 +16,7 @@ from typing import Any
 from services.common.errors import BadRequest
 from services.rag.clients.postgres import ChunkRow, DocumentRow
 from services.rag.clients.qdrant import Point
+from services.rag.collections import DocumentChange
 from services.rag.extract import UnreadableFile, extract_bytes
 from services.rag.paths import relative_name, resolve_inside, walk_files
 from services.rag.state import RagState
@@ -59,7 +60,7 @@ class IndexReport:
 
 
 class Indexer:
-    """One /index request; the caller holds the state's write lock."""
+    """One /index request: works out each document's change; `Collections` writes it (caller holds its lock)."""
 
     def __init__(self, state: RagState, collection: str) -> None:
         self.state = state
@@ -159,25 +160,19 @@ class Indexer:
         terms = await asyncio.to_thread(analyzer.bm25_terms_batch, [chunk.text for _, chunk in fresh])
         rows = [ChunkRow(chunk_id, doc_id, chunk.index, chunk.text, chunk.token_count, chunk.content_hash, t)
                 for (chunk_id, chunk), t in zip(fresh, terms, strict=True)]
+        points: list[Point] = []
         if rows:
             embeddings = await state.embedder.embed([row.text for row in rows])
             await self._ensure_collection(embeddings.model, embeddings.dim)
-            await state.vectors.upsert(self.collection, [
+            points = [
                 Point(row.id, vector, {"collection": self.collection, "document_id": doc_id, "path": name,
                                        "chunk": row.chunk_index, "content_hash": row.content_hash})
                 for row, vector in zip(rows, embeddings.vectors, strict=True)
-            ])
+            ]
         else:
             await self._ensure_collection(None, None)
-        await state.vectors.set_chunk_index(self.collection, moved)
-        # Vectors go first: postgres is the record, and once it commits the document counts as indexed.
-        # A failure before that leaves postgres as it was, and the next run repeats the same writes.
-        await state.vectors.delete_points(self.collection, removed)
         document = DocumentRow(doc_id, self.collection, name, file_hash, len(data), len(chunks))
-        await state.pg.save_document(document, rows, removed, moved)
-        self._update_bm25(rows, removed)
-        state.metrics.chunks_written.inc(len(rows))
-        state.metrics.chunks_removed.inc(len(removed))
+        await state.collections.save(self.collection, DocumentChange(document, rows, points, removed, moved))
         self.report.chunks_added += len(rows)
         self.report.chunks_removed += len(removed)
         self.report.chunks_unchanged += len(chunks) - len(rows)
@@ -188,18 +183,9 @@ class Indexer:
         async with self._collection_ready:
             if dim is not None and self._dim == dim:
                 return
-            await self.state.pg.ensure_collection(self.collection, model, dim)
+            await self.state.collections.ensure(self.collection, model, dim)
             if dim:
-                await self.state.vectors.ensure_collection(self.collection, dim)
                 self._dim = dim
-
-    def _update_bm25(self, rows: list[ChunkRow], removed: list[uuid.UUID]) -> None:
-        index = self.state.bm25[self.collection]
-        for chunk_id in removed:
-            index.remove(str(chunk_id))
-        for row in rows:
-            index.add(str(row.id), row.terms)
-        self.state.metrics.bm25_chunks.set(sum(len(i) for i in self.state.bm25.values()))
 
 
 def _entry(path: str, doc_id: str, status: str, chunks: int, added: int, removed: int) -> dict[str, Any]:

@@ -7,8 +7,8 @@ from urllib.parse import quote
 
 from pydantic import Field
 
+from services.common.models import EMBED_DIR
 from services.common.settings import SuiteSettings
-from services.stack.models import EMBED_DIR
 
 
 class RagSettings(SuiteSettings):

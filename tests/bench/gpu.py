@@ -22,7 +22,7 @@ from pathlib import Path
 
 import httpx
 
-from services.stack.models import GGUF_NAME
+from services.common.models import GGUF_NAME
 from tests.bench.measure import StreamRun, bundled_models_dir, stream_chat, stream_in_process
 from tests.support.procs import ROOT, Service, free_port, python_module
 

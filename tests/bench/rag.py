@@ -21,7 +21,7 @@ from pathlib import Path
 
 import httpx
 
-from services.stack.models import EMBED_DIR
+from services.common.models import EMBED_DIR
 from tests.bench.measure import bundled_models_dir, percentile, summary_ms
 from tests.bench.ragreport import write_report
 from tests.bench.ragtext import TextGenerator, write_documents

@@ -9,7 +9,7 @@ from pathlib import Path
 import llama_cpp
 import pytest
 
-from services.stack.models import GGUF_NAME
+from services.common.models import GGUF_NAME
 from tests.bench.gpu import generate_in_process, main, run
 from tests.bench.measure import StreamRun
 from tests.support.procs import ROOT

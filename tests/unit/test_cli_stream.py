@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import threading
@@ -197,10 +198,7 @@ def test_error_event_mid_stream_gives_exit_code_1(gateway: FakeGateway, cli_env:
 
 
 def test_terminal_renders_markdown_and_shows_the_model(gateway: FakeGateway, cli_env: dict[str, str]):
-    child = pexpect.spawn(
-        AI_COMMAND[0], [*AI_COMMAND[1:], "--url", gateway.url, "write a function that adds two numbers"],
-        env=cli_env, dimensions=(40, 100), encoding="utf-8", timeout=30, cwd="/tmp",
-    )
+    child = spawn_ai(["--url", gateway.url, "write a function that adds two numbers"], cli_env)
     child.expect(pexpect.EOF)
     child.close()
     assert child.exitstatus == 0
@@ -213,15 +211,20 @@ def test_terminal_renders_markdown_and_shows_the_model(gateway: FakeGateway, cli
     assert "**" not in screen and "`inline code`" not in screen
 
 
+def spawn_ai(args: list[str], env: dict[str, str]) -> pexpect.spawn:
+    """`ai` on a terminal; SIGINT at its default, even when the test run itself was started with it ignored."""
+    return pexpect.spawn(
+        AI_COMMAND[0], [*AI_COMMAND[1:], *args], env=env, dimensions=(40, 100), encoding="utf-8", timeout=30,
+        cwd="/tmp", preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+
+
 def _expect_prompt(child: pexpect.spawn, mode: str) -> None:
     child.expect_exact(f"[{mode}] > ")
 
 
 def test_interactive_session_keeps_history_and_switches_models(gateway: FakeGateway, cli_env: dict[str, str]):
-    child = pexpect.spawn(
-        AI_COMMAND[0], [*AI_COMMAND[1:], "-i", "--url", gateway.url],
-        env=cli_env, dimensions=(40, 100), encoding="utf-8", timeout=30, cwd="/tmp",
-    )
+    child = spawn_ai(["-i", "--url", gateway.url], cli_env)
     _expect_prompt(child, "auto")
     child.sendline("hello there")
     child.expect_exact("model: chat-7b (no coding signal)")
@@ -259,10 +262,7 @@ def test_interactive_session_keeps_history_and_switches_models(gateway: FakeGate
 def test_interactive_ctrl_d_exits_cleanly_and_errors_do_not_end_the_session(
     gateway: FakeGateway, cli_env: dict[str, str]
 ):
-    child = pexpect.spawn(
-        AI_COMMAND[0], [*AI_COMMAND[1:], "-i", "--model", "missing-model", "--url", gateway.url],
-        env=cli_env, dimensions=(40, 100), encoding="utf-8", timeout=30, cwd="/tmp",
-    )
+    child = spawn_ai(["-i", "--model", "missing-model", "--url", gateway.url], cli_env)
     _expect_prompt(child, "missing-model")
     child.sendline("hi")
     child.expect_exact("model 'missing-model' not found")
@@ -281,10 +281,7 @@ def test_interactive_ctrl_d_exits_cleanly_and_errors_do_not_end_the_session(
 
 
 def test_ctrl_c_stops_the_answer_with_exit_code_130(gateway: FakeGateway, cli_env: dict[str, str]):
-    child = pexpect.spawn(
-        AI_COMMAND[0], [*AI_COMMAND[1:], "--url", gateway.url, "--model", "slow-stream", "hi"],
-        env=cli_env, dimensions=(40, 100), encoding="utf-8", timeout=30, cwd="/tmp",
-    )
+    child = spawn_ai(["--url", gateway.url, "--model", "slow-stream", "hi"], cli_env)
     child.expect("word2")
     child.sendintr()
     child.expect(pexpect.EOF)
@@ -297,10 +294,7 @@ def test_ctrl_c_stops_the_answer_with_exit_code_130(gateway: FakeGateway, cli_en
 def test_ctrl_c_in_a_session_drops_that_answer_and_keeps_the_session(
     gateway: FakeGateway, cli_env: dict[str, str]
 ):
-    child = pexpect.spawn(
-        AI_COMMAND[0], [*AI_COMMAND[1:], "-i", "--raw", "--url", gateway.url, "--model", "slow-stream"],
-        env=cli_env, dimensions=(40, 100), encoding="utf-8", timeout=30, cwd="/tmp",
-    )
+    child = spawn_ai(["-i", "--raw", "--url", gateway.url, "--model", "slow-stream"], cli_env)
     _expect_prompt(child, "slow-stream")
     child.sendline("first")
     child.expect("word2")

@@ -15,11 +15,12 @@ import numpy as np
 import pytest
 from asgi_lifespan import LifespanManager
 
+from services.common.models import ModelMissing
 from services.embedding.app import create_app
 from services.embedding.engine import EmbeddingEngine
 from services.embedding.settings import EmbeddingSettings
-from services.stack.models import ModelMissing
 from tests.support.asgi import in_process, wait_ready
+from tests.support.metrics import metric
 
 READ_FILE = "How do I read a text file in Python?"
 READ_FILE_2 = "Reading the contents of a file with Python's open() function."
@@ -47,13 +48,6 @@ async def client(models_dir: Path, engine: EmbeddingEngine) -> AsyncIterator[htt
     async with running(make_settings(models_dir), loader=lambda _: engine) as client:
         await wait_ready(client)
         yield client
-
-
-def metric(text: str, name: str) -> float:
-    for line in text.splitlines():
-        if line.startswith(name + " "):
-            return float(line.split()[1])
-    raise AssertionError(f"{name} not in /metrics")
 
 
 async def embed(client: httpx.AsyncClient, texts: list[str]) -> np.ndarray:

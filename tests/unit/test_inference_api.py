@@ -16,11 +16,12 @@ import httpx
 import pytest
 from asgi_lifespan import LifespanManager
 
+from services.common.models import ModelMissing
 from services.inference.app import create_app
 from services.inference.engine import ModelEngine, split_at_stop
 from services.inference.settings import InferenceSettings
-from services.stack.models import ModelMissing
 from tests.support.asgi import in_process, wait_ready
+from tests.support.metrics import metric
 
 ROOT = Path(__file__).resolve().parents[2]
 HELLO = [{"role": "user", "content": "Say hello in one short sentence."}]
@@ -42,13 +43,6 @@ async def client(gguf_path: Path) -> AsyncIterator[httpx.AsyncClient]:
     async with running(make_settings(gguf_path)) as client:
         await wait_ready(client)
         yield client
-
-
-def metric(text: str, name: str) -> float:
-    for line in text.splitlines():
-        if line.startswith(name + " "):
-            return float(line.split()[1])
-    raise AssertionError(f"{name} not in /metrics")
 
 
 async def warm_prompt_cache(client: httpx.AsyncClient, path: str, request: dict) -> None:

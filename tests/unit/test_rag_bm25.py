@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
+from services.common.models import EMBED_DIR
 from services.rag.bm25 import BM25Index
 from services.rag.chunking import Chunker
 from services.rag.extract import extract_text
 from services.rag.text import TextAnalyzer
-from services.stack.models import EMBED_DIR
 from tests.support.corpus import write_corpus
 
 

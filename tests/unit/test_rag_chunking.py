@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from services.common.models import EMBED_DIR
 from services.rag.chunking import Chunker
 from services.rag.text import TextAnalyzer
-from services.stack.models import EMBED_DIR
 
 
 @pytest.fixture(scope="module")

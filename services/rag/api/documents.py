@@ -10,7 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 from starlette.datastructures import UploadFile
 
-from services.common.errors import BadRequest, NotFound, PayloadTooLarge
+from services.common.errors import BadRequest, PayloadTooLarge
 from services.rag.api.schemas import COLLECTION_PATTERN, CollectionName, IndexRequest
 from services.rag.indexing import Indexer
 from services.rag.state import RagState, rag_state
@@ -97,12 +97,12 @@ async def index(request: Request, state: Ready) -> dict[str, Any]:
     if request.headers.get("content-type", "").startswith("multipart/form-data"):
         collection, uploads = await _uploads(request, state)
         indexer = Indexer(state, collection)
-        async with state.write_lock:
+        async with state.collections.write_lock:
             return (await indexer.run_uploads(uploads)).as_dict()
     body = await _json_body(request)
     indexer = Indexer(state, body.collection)
     files = indexer.plan(body.paths)
-    async with state.write_lock:
+    async with state.collections.write_lock:
         return (await indexer.run(files)).as_dict()
 
 
@@ -115,14 +115,9 @@ async def collections(state: Ready) -> dict[str, Any]:
     ]}
 
 
-async def _existing(state: RagState, name: str) -> None:
-    if not await state.pg.collection_exists(name):
-        raise NotFound(f"collection {name!r} does not exist", code="collection_not_found")
-
-
 @router.get("/collections/{name}/documents", tags=["collections"])
 async def documents(name: CollectionName, state: Ready) -> dict[str, Any]:
-    await _existing(state, name)
+    await state.collections.require(name)
     rows = await state.pg.list_documents(name)
     return {"collection": name, "documents": [
         {"id": r["id"], "path": r["path"], "chunks": r["chunk_count"], "bytes": r["bytes"],
@@ -132,26 +127,13 @@ async def documents(name: CollectionName, state: Ready) -> dict[str, Any]:
 
 @router.delete("/collections/{name}/documents/{document_id}", tags=["collections"])
 async def delete_document(name: CollectionName, document_id: str, state: Ready) -> dict[str, Any]:
-    async with state.write_lock:
-        await _existing(state, name)
-        # vectors first: if postgres then fails, the document is still listed and the delete can be repeated
-        await state.vectors.delete_document(name, document_id)
-        removed = await state.pg.delete_document(name, document_id)
-        if removed is None:
-            raise NotFound(f"document {document_id!r} is not in collection {name!r}", code="document_not_found")
-        index = state.bm25.get(name)
-        for chunk_id in removed:
-            if index is not None:
-                index.remove(str(chunk_id))
-        state.metrics.chunks_removed.inc(len(removed))
-    return {"collection": name, "document_id": document_id, "chunks_removed": len(removed)}
+    async with state.collections.write_lock:
+        removed = await state.collections.delete_document(name, document_id)
+    return {"collection": name, "document_id": document_id, "chunks_removed": removed}
 
 
 @router.delete("/collections/{name}", tags=["collections"])
 async def delete_collection(name: CollectionName, state: Ready) -> dict[str, Any]:
-    async with state.write_lock:
-        await _existing(state, name)
-        await state.vectors.drop_collection(name)
-        await state.pg.delete_collection(name)
-        state.bm25.pop(name, None)
+    async with state.collections.write_lock:
+        await state.collections.delete_collection(name)
     return {"collection": name, "deleted": True}

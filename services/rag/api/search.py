@@ -101,4 +101,4 @@ async def prewarm(state: Ready, body: PrewarmRequest | None = None) -> dict[str,
         t = time.perf_counter()
         await state.gateway.complete([{"role": "user", "content": "Say OK."}], max_tokens=1)
         timings["llm_ms"] = round((time.perf_counter() - t) * 1000, 3)
-    return {"status": "warm", "bm25_chunks": sum(len(index) for index in state.bm25.values()), "timings": timings}
+    return {"status": "warm", "bm25_chunks": state.collections.chunk_count(), "timings": timings}

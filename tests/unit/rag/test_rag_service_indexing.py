@@ -8,6 +8,7 @@ from pathlib import Path
 
 from services.rag.clients.qdrant import qdrant_name
 from services.rag.state import RagState
+from tests.support.metrics import metric
 from tests.support.rag import index_corpus, rag_settings, running_rag, sql_rows
 
 
@@ -149,3 +150,19 @@ async def test_restart_keeps_everything_indexed(tmp_path, models_dir, database_u
         assert len(state.bm25["docs"]) == first["chunks_added"]
         again = await index_corpus(client)
         assert again["chunks_added"] == 0
+
+
+async def test_the_bm25_gauge_follows_deletes_and_restarts(tmp_path, models_dir, database_url, embedding_url,
+                                                          gateway_url, corpus) -> None:
+    settings = rag_settings(tmp_path, models_dir, database_url, embedding_url, gateway_url)
+    async with running_rag(settings) as (client, _):
+        report = await index_corpus(client)
+        indexed = report["chunks_added"]
+        assert metric((await client.get("/metrics")).text, "rag_bm25_chunks") == indexed
+        coffee = next(d for d in report["documents"] if d["path"] == "coffee.txt")
+        deleted = (await client.delete(f"/collections/docs/documents/{coffee['document_id']}")).json()
+        left = indexed - deleted["chunks_removed"]
+        assert metric((await client.get("/metrics")).text, "rag_bm25_chunks") == left
+    async with running_rag(settings) as (client, app):
+        await app.state.rag.ensure_ready()
+        assert metric((await client.get("/metrics")).text, "rag_bm25_chunks") == left

@@ -1,0 +1,127 @@
+"""The one writer of what is indexed: vectors, postgres rows and the BM25 index change here and only here.
+
+Every write runs under one lock, in one order (vectors first, postgres, then BM25), and the
+`rag_bm25_chunks` gauge follows every change, so a delete, an index run and a start-up cannot disagree.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from services.common.errors import NotFound
+from services.rag.bm25 import BM25Index
+from services.rag.clients.postgres import ChunkRow, DocumentRow, PostgresStore
+from services.rag.clients.qdrant import Point, VectorStore
+from services.rag.metrics import RagMetrics
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DocumentChange:
+    """What one indexing pass of a document writes: new chunks (with vectors), removed and moved ones."""
+
+    document: DocumentRow
+    rows: list[ChunkRow]
+    points: list[Point]
+    removed: list[uuid.UUID]
+    moved: dict[uuid.UUID, int]
+
+
+class Collections:
+    """Owns every write to the stores and the in-memory BM25 indexes; readers use `bm25` and the stores."""
+
+    def __init__(self, pg: PostgresStore, vectors: VectorStore, metrics: RagMetrics) -> None:
+        self.pg, self.vectors, self.metrics = pg, vectors, metrics
+        self.bm25: dict[str, BM25Index] = defaultdict(BM25Index)
+        # one writer at a time: indexing and deletes of the same document must not interleave
+        self.write_lock = asyncio.Lock()
+        self._loaded = False
+        self._load_lock = asyncio.Lock()
+
+    @property
+    def loaded(self) -> bool:
+        return self._loaded
+
+    async def load(self) -> None:
+        """Apply migrations and build BM25 from postgres once; callers retry until postgres answers."""
+        if self._loaded:
+            return
+        async with self._load_lock:
+            if self._loaded:
+                return
+            await self.pg.migrate()
+            rows = await self.pg.all_terms()
+            indexes: dict[str, BM25Index] = defaultdict(BM25Index)
+            for collection, chunk_id, terms in rows:
+                indexes[collection].add(str(chunk_id), terms)
+            self.bm25 = indexes
+            self._count()
+            self._loaded = True
+            log.info("BM25 loaded: %d chunks in %d collections", len(rows), len(indexes))
+
+    def chunk_count(self) -> int:
+        return sum(len(index) for index in self.bm25.values())
+
+    async def ensure(self, collection: str, model: str | None, dim: int | None) -> None:
+        """Record the collection (and its vector size, once known) in postgres and the vector store."""
+        await self.pg.ensure_collection(collection, model, dim)
+        if dim:
+            await self.vectors.ensure_collection(collection, dim)
+
+    async def save(self, collection: str, change: DocumentChange) -> None:
+        """Write one document's new state; a failure before postgres commits leaves the old state listed."""
+        if change.points:
+            await self.vectors.upsert(collection, change.points)
+        await self.vectors.set_chunk_index(collection, change.moved)
+        # Vectors go first: postgres is the record, and once it commits the document counts as indexed.
+        # A failure before that leaves postgres as it was, and the next run repeats the same writes.
+        await self.vectors.delete_points(collection, change.removed)
+        await self.pg.save_document(change.document, change.rows, change.removed, change.moved)
+        index = self.bm25[collection]
+        self._drop_terms(index, change.removed)
+        for row in change.rows:
+            index.add(str(row.id), row.terms)
+        self.metrics.chunks_written.inc(len(change.rows))
+        self.metrics.chunks_removed.inc(len(change.removed))
+        self._count()
+
+    async def delete_document(self, collection: str, document_id: str) -> int:
+        """Remove a document's vectors, rows and terms; returns how many chunks went."""
+        await self.require(collection)
+        # vectors first: if postgres then fails, the document is still listed and the delete can be repeated
+        await self.vectors.delete_document(collection, document_id)
+        removed = await self.pg.delete_document(collection, document_id)
+        if removed is None:
+            raise NotFound(f"document {document_id!r} is not in collection {collection!r}",
+                           code="document_not_found")
+        if collection in self.bm25:
+            self._drop_terms(self.bm25[collection], removed)
+        self.metrics.chunks_removed.inc(len(removed))
+        self._count()
+        return len(removed)
+
+    async def delete_collection(self, collection: str) -> None:
+        await self.require(collection)
+        await self.vectors.drop_collection(collection)
+        await self.pg.delete_collection(collection)
+        self.bm25.pop(collection, None)
+        self._count()
+
+    async def require(self, collection: str) -> None:
+        """404 unless the collection exists."""
+        if not await self.pg.collection_exists(collection):
+            raise NotFound(f"collection {collection!r} does not exist", code="collection_not_found")
+
+    @staticmethod
+    def _drop_terms(index: BM25Index, chunk_ids: Sequence[uuid.UUID]) -> None:
+        for chunk_id in chunk_ids:
+            index.remove(str(chunk_id))
+
+    def _count(self) -> None:
+        self.metrics.bm25_chunks.set(self.chunk_count())
