@@ -66,7 +66,9 @@ class VectorStore:
     """One Qdrant collection per RAG collection; the embedded store is reopened after it was lost."""
 
     def __init__(self, policy: RetryPolicy, *, url: str = "", path: Path | None = None, api_key: str | None = None,
-                 timeout: float = 30.0) -> None:
+                 timeout: float = 30.0, dense_copy: bool = True) -> None:
+        """Server mode with `url`, embedded with `path`; embedded searches use an in-memory copy of the vectors
+        unless `dense_copy` is off, and then go through Qdrant's own `query_points`, as server mode does."""
         if not url and path is None:
             raise ValueError("either a Qdrant URL or an embedded path is needed")
         self.policy = policy
@@ -81,6 +83,7 @@ class VectorStore:
         # ran is not kept.
         self._dense: dict[str, DenseMatrix] = {}
         self._writes = 0
+        self._dense_copy = dense_copy and not url
 
     @property
     def mode(self) -> str:
@@ -219,7 +222,7 @@ class VectorStore:
     async def search(self, collection: str, vector: list[float], limit: int) -> list[tuple[UUID, float]]:
         """Best `limit` (id, cosine similarity) pairs; embedded mode searches its in-memory copy."""
         vector = unit_length(vector)
-        if self.mode == "embedded":
+        if self._dense_copy:
             matrix = self._dense.get(collection)
             if matrix is None:
                 matrix = await self._load_dense(collection)
@@ -245,7 +248,7 @@ class VectorStore:
 
     async def warm(self) -> None:
         """Copy every collection's vectors into memory now, instead of at its first search (embedded mode)."""
-        if self.mode == "embedded":
+        if self._dense_copy:
             for collection in await self.collections():
                 if collection not in self._dense:
                     await self._load_dense(collection)
