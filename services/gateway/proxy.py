@@ -13,9 +13,9 @@ from urllib.parse import quote
 import anyio
 import httpx
 from fastapi.responses import Response, StreamingResponse
-from prometheus_client import CollectorRegistry, Counter
 
 from services.common.errors import ServiceUnavailable, UpstreamTimeout
+from services.gateway.metrics import GatewayMetrics
 from services.gateway.routing import Deployment, Route, Router
 from services.gateway.settings import GatewaySettings
 
@@ -76,17 +76,6 @@ def last_event_end(buffer: bytes) -> int:
 def stream_error_event(message: str) -> bytes:
     error = {"error": {"message": message, "type": "server_error", "code": "upstream_stream_broken"}}
     return b"data: " + json.dumps(error).encode() + b"\n\ndata: [DONE]\n\n"
-
-
-class GatewayMetrics:
-    """The gateway's own counters, on the app's registry."""
-
-    def __init__(self, registry: CollectorRegistry) -> None:
-        self.attempts = Counter(
-            "gateway_upstream_attempts", "Backend attempts by deployment and outcome",
-            ["deployment", "outcome"], registry=registry,
-        )
-        self.unavailable = Counter("gateway_unavailable", "Requests no backend could answer", registry=registry)
 
 
 class Forwarder:

@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 from starlette.datastructures import UploadFile
 
 from services.common.errors import BadRequest, PayloadTooLarge
+from services.rag.api.deps import Ready
 from services.rag.api.schemas import COLLECTION_PATTERN, CollectionName, IndexRequest
 from services.rag.indexing import Indexer
-from services.rag.state import RagState, rag_state
+from services.rag.state import RagState
 
 router = APIRouter()
 
@@ -35,16 +36,6 @@ INDEX_BODY = {
         },
     }
 }
-
-
-async def ready(request: Request) -> RagState:
-    """The state, once migrations ran and BM25 is loaded (503 while postgres is down)."""
-    state = rag_state(request)
-    await state.ensure_ready()
-    return state
-
-
-Ready = Annotated[RagState, Depends(ready)]
 
 
 def upload_name(filename: str | None) -> str:

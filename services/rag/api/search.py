@@ -11,7 +11,7 @@ from fastapi.responses import StreamingResponse
 
 from services.common.errors import BadRequest, PayloadTooLarge, SuiteError
 from services.rag.answer import complete_within_window, context_hits, stream_answer
-from services.rag.api.documents import Ready
+from services.rag.api.deps import Ready
 from services.rag.api.schemas import PrewarmRequest, QueryRequest, QueryResponse, SearchRequest, SearchResponse
 from services.rag.retrieval import Hit, Timings, retrieve
 from services.rag.state import RagState

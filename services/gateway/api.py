@@ -1,0 +1,68 @@
+"""The gateway's routes: the OpenAI endpoints (with and without /v1), liveness and readiness."""
+
+from __future__ import annotations
+
+import asyncio
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+
+from services.common.health import health_response
+from services.gateway.readiness import models_payload, probe_backend, readiness_targets, served_model_names
+from services.gateway.routing import resolve
+from services.gateway.state import gateway_state
+from services.gateway.validation import Endpoint, parse_body
+
+router = APIRouter()
+
+
+async def _complete(request: Request, endpoint: Endpoint, path: str) -> Response:
+    state = gateway_state(request)
+    raw = await request.body()
+    body = parse_body(raw, endpoint, state.settings.max_tokens_limit)
+    route = resolve(body["model"], body)
+    return await state.forwarder.forward(path, raw, body, route)
+
+
+async def chat_completions(request: Request) -> Response:
+    return await _complete(request, "chat", "/chat/completions")
+
+
+async def completions(request: Request) -> Response:
+    return await _complete(request, "completion", "/completions")
+
+
+async def embeddings(request: Request) -> Response:
+    return await gateway_state(request).embeddings.forward(await request.body())
+
+
+async def list_models(request: Request) -> JSONResponse:
+    return JSONResponse(models_payload(gateway_state(request).settings))
+
+
+# Both spellings, because some clients take the base URL without /v1.
+for prefix in ("/v1", ""):
+    router.add_api_route(f"{prefix}/chat/completions", chat_completions, methods=["POST"])
+    router.add_api_route(f"{prefix}/completions", completions, methods=["POST"])
+    router.add_api_route(f"{prefix}/embeddings", embeddings, methods=["POST"])
+    router.add_api_route(f"{prefix}/models", list_models, methods=["GET"])
+
+
+@router.get("/health")
+@router.get("/health/liveliness", include_in_schema=False)
+async def health(request: Request) -> JSONResponse:
+    """Liveness: the process serves requests; no backend is called."""
+    info = {"engine": "fast", "models": served_model_names(gateway_state(request).settings)}
+    return health_response("gateway", {}, info=info)
+
+
+@router.get("/health/readiness")
+async def readiness(request: Request) -> JSONResponse:
+    """Readiness: every backend, the embedding service included when configured, answers its health check."""
+    gateway = gateway_state(request)
+    targets = readiness_targets(gateway.settings, gateway.router)
+    bases = sorted(set(targets.values()))
+    states = dict(zip(bases, await asyncio.gather(*(probe_backend(gateway.client, b) for b in bases)), strict=True))
+    checks = {name: states[base] for name, base in targets.items()}
+    cooling = gateway.router.cooldowns.cooling()
+    return health_response("gateway", checks, info={"cooldown_seconds_left": cooling})
