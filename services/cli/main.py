@@ -50,33 +50,35 @@ def _epilog() -> str:
     return f"{EXAMPLES}\nexit codes:\n{codes}\n"
 
 
-def positive_int(value: str) -> int:
+def _number(value: str, kind: type[float] | type[int], words: str) -> float:
     try:
-        number = int(value)
+        return kind(value)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {value!r}") from None
+        raise argparse.ArgumentTypeError(f"expected {words}, got {value!r}") from None
+
+
+def _refuse(value: str, wanted: str) -> argparse.ArgumentTypeError:
+    return argparse.ArgumentTypeError(f"must be {wanted}, got {value}")
+
+
+def positive_int(value: str) -> int:
+    number = int(_number(value, int, "a whole number"))
     if number <= 0:
-        raise argparse.ArgumentTypeError(f"must be greater than 0, got {number}")
+        raise _refuse(str(number), "greater than 0")
     return number
 
 
 def positive_float(value: str) -> float:
-    try:
-        number = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {value!r}") from None
+    number = _number(value, float, "a number")
     if not number > 0:
-        raise argparse.ArgumentTypeError(f"must be greater than 0, got {value}")
+        raise _refuse(value, "greater than 0")
     return number
 
 
 def temperature(value: str) -> float:
-    try:
-        number = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {value!r}") from None
+    number = _number(value, float, "a number")
     if not 0.0 <= number <= 2.0:
-        raise argparse.ArgumentTypeError(f"must be between 0 and 2, got {value}")
+        raise _refuse(value, "between 0 and 2")
     return number
 
 

@@ -7,9 +7,12 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
+
+from fastapi.responses import JSONResponse
 
 from services.common.errors import ServiceUnavailable
+from services.common.health import health_response
 from services.common.models import require_model
 
 log = logging.getLogger(__name__)
@@ -59,3 +62,10 @@ def not_ready(what: str, load_error: str | None) -> ServiceUnavailable:
     if load_error:
         return ServiceUnavailable(f"{what} failed to load: {load_error}", retry_after=30, code="model_load_failed")
     return ServiceUnavailable(f"{what} is still loading", retry_after=2, code="model_loading")
+
+
+def model_health(service: str, state: str, info: dict[str, Any]) -> JSONResponse:
+    """/health of a model service: 200 once the model is ready, 503 while it loads ("status": "loading")."""
+    if state == "loading":
+        info = {**info, "status": "loading"}
+    return health_response(service, {"model": state}, info=info)

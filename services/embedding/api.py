@@ -9,9 +9,10 @@ from typing import Any
 import numpy as np
 import orjson
 from fastapi import APIRouter, Request
-from fastapi.responses import Response
+from fastapi.responses import JSONResponse, Response
 
 from services.common.errors import BadRequest, ModelNotFound
+from services.common.model_loading import model_health
 from services.embedding.schemas import (
     EmbedRequest,
     EmbedResponse,
@@ -23,6 +24,20 @@ from services.embedding.schemas import (
 from services.embedding.state import EmbeddingState, embedding_state
 
 router = APIRouter()
+
+
+@router.get("/health")
+async def health(request: Request) -> JSONResponse:
+    """200 once the model is loaded; 503 while it loads or after it failed, with the reason."""
+    state = embedding_state(request)
+    settings = state.settings
+    return model_health("embedding", state.model_state(), {
+        "model": settings.embedding_model,
+        "dim": state.engine.dim if state.engine else None,
+        "threads": settings.thread_count(),
+        "batch_size": settings.batch_size,
+        "queue_depth": state.pending,
+    })
 
 
 def json_response(payload: dict[str, Any]) -> Response:

@@ -15,6 +15,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from services.common.errors import error_body
+from services.common.model_loading import model_health
 from services.inference.engine import Generation
 from services.inference.scheduler import Job
 from services.inference.schemas import ChatRequest, CompletionRequest, GenerationRequest
@@ -22,6 +23,19 @@ from services.inference.state import InferenceState, inference_state
 
 log = logging.getLogger(__name__)
 router = APIRouter()
+
+
+@router.get("/health")
+async def health(request: Request) -> JSONResponse:
+    """200 once the model is loaded; 503 while it loads or after it failed, with the reason."""
+    state = inference_state(request)
+    settings = state.settings
+    return model_health("inference", state.model_state(), {
+        "model": settings.model_path().name,
+        "aliases": settings.aliases(),
+        "n_ctx": state.engine.n_ctx if state.engine else settings.n_ctx,
+        "queue_depth": state.queue.waiting if state.queue else 0,
+    })
 
 # Builds one OpenAI chunk from (text delta or None for the final chunk, finish reason).
 ChunkMaker = Callable[[str | None, str | None], dict[str, Any]]
