@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import subprocess
 import sys
 import time
 from collections.abc import Sequence
@@ -16,15 +18,20 @@ from rich.table import Table
 from services.stack.compose import ComposeError
 from services.stack.interpolate import InterpolationError
 from services.stack.procs import tail
-from services.stack.runner import PHASES, ROOT, ServiceFailed, Stack, StackError, load_variables
+from services.stack.runner import PHASES, ROOT, Stack, StackError, load_variables
 
 EXAMPLES = """\
 examples:
   ai-suite models fetch            install the bundled offline models into MODELS_DIR
   ai-suite up p1                   start inference-chat and api-gateway, wait until healthy
-  ai-suite status                  table of services: state, pid, port, health
+  ai-suite status                  table of services: state, pid, port, health, restarts, last exit
+  ai-suite stop api-gateway        stop one service; the supervisor leaves it stopped until the next `up`
   ai-suite logs api-gateway -f     follow a service's log (${DATA_DIR}/logs/<service>.log)
   ai-suite down                    stop everything the runner started (SIGTERM, then SIGKILL)
+
+`up` leaves a supervisor running: a service that exits, crashes or stops answering its health check is
+restarted as its compose `restart:` policy says (with backoff; one that keeps crashing is left in
+crash-loop). Its log is ${DATA_DIR}/logs/supervisor.log.
   ai-suite up p3                   everything above plus the MCP server (http://127.0.0.1:8020/mcp)
   ai-suite mcp --stdio             the MCP server on stdin/stdout, for Claude Desktop (docs/mcp.md)
   ai-suite audit verify            check the MCP audit chain; fails on any edited or deleted row
@@ -54,7 +61,8 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     phase_help = "p1: chat + gateway; p2: + RAG; p3: + MCP"
 
-    up = sub.add_parser("up", parents=[common], help="start a phase's services in dependency order, gated on health")
+    up = sub.add_parser("up", parents=[common],
+                        help="start a phase's services in dependency order, gated on health, and supervise them")
     up.add_argument("phase", choices=PHASES, help=phase_help)
     up.add_argument("--gpu", action="store_true", help="apply docker/compose.<phase>.gpu.yml (GPU layers)")
 
@@ -62,7 +70,12 @@ def _parser() -> argparse.ArgumentParser:
     down.add_argument("phase", nargs="?", choices=PHASES, help="only this phase's services (default: all)")
     down.add_argument("--timeout", type=float, default=15.0, help="seconds between SIGTERM and SIGKILL")
 
-    status = sub.add_parser("status", parents=[common], help="show each service's state, pid, port and health")
+    stop = sub.add_parser("stop", parents=[common], help="stop some services; they stay stopped until `up`")
+    stop.add_argument("services", nargs="+", metavar="SERVICE")
+    stop.add_argument("--timeout", type=float, default=15.0, help="seconds between SIGTERM and SIGKILL")
+
+    status = sub.add_parser("status", parents=[common],
+                            help="show each service's state, pid, port, health, restarts and last exit")
     status.add_argument("phase", nargs="?", choices=PHASES, help="default: the latest phase")
 
     urls = sub.add_parser("urls", parents=[common], help="print the URLs of a phase's services")
@@ -114,17 +127,47 @@ def _print_urls(console: Console, stack: Stack) -> None:
 
 def cmd_up(args: argparse.Namespace, console: Console) -> int:
     stack = _stack(args, args.phase, args.gpu)
+    # a new supervisor adopts what runs; two would restart the same service twice
+    stack.stop_supervisor()
+    argv = [sys.executable, "-m", "services.stack.supervisor", args.phase, "--root", str(args.root)]
+    argv += ["--env-file", str(args.env_file)] if args.env_file else []
+    argv += ["--gpu"] if args.gpu else []
+    daemon = subprocess.Popen(argv, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, start_new_session=True,
+                              text=True)
     try:
-        stack.up(on_event=_printer(console))
-    except ServiceFailed as exc:
-        console.print(f"[red]error:[/] {escape(exc.service)} {escape(exc.reason)}; "
-                      "nothing from this start is left running.")
-        console.print(f"[dim]last lines of {exc.log_path}:[/]")
-        console.print(exc.log_tail or "(empty log)", markup=False, highlight=False, soft_wrap=True)
-        return EXIT_FAILED
-    console.print(f"[green]{args.phase} is up.[/]")
-    _print_urls(console, stack)
-    return EXIT_OK
+        return _follow_start(daemon, args.phase, console)
+    except KeyboardInterrupt:
+        daemon.terminate()  # it stops what it started, then reports
+        _follow_start(daemon, args.phase, console)
+        raise
+
+
+def _follow_start(daemon: subprocess.Popen[str], phase: str, console: Console) -> int:
+    """Print the supervisor's start-up events until the phase is up or has failed."""
+    show = _printer(console)
+    assert daemon.stdout is not None
+    for line in daemon.stdout:
+        event = json.loads(line)
+        if "service" in event:
+            show(event["service"], event["event"])
+        elif "up" in event:
+            console.print(f"[green]{phase} is up.[/] A supervisor restarts services that fail.")
+            for label, url in event["urls"].items():
+                console.print(f"  {escape(label):<18} {escape(url)}")
+            return EXIT_OK
+        elif "failed" in event:
+            console.print(f"[red]error:[/] {escape(event['failed'])} {escape(event['reason'])}; "
+                          "nothing from this start is left running.")
+            console.print(f"[dim]last lines of {event['log']}:[/]")
+            console.print(event["tail"] or "(empty log)", markup=False, highlight=False, soft_wrap=True)
+            return EXIT_FAILED
+        elif "error" in event:
+            console.print(f"[red]error:[/] {escape(event['error'])}")
+            return EXIT_FAILED
+    daemon.wait()
+    console.print(f"[red]error:[/] the supervisor ended before {phase} was up (exit {daemon.returncode}); "
+                  "see supervisor.log under ${DATA_DIR}/logs")
+    return EXIT_FAILED
 
 
 def cmd_down(args: argparse.Namespace, console: Console) -> int:
@@ -135,18 +178,29 @@ def cmd_down(args: argparse.Namespace, console: Console) -> int:
     return EXIT_OK
 
 
+def cmd_stop(args: argparse.Namespace, console: Console) -> int:
+    stopped = _stack(args).down(on_event=_printer(console), timeout=args.timeout, only=args.services)
+    if not stopped:
+        console.print(f"{', '.join(args.services)}: not running.")
+    return EXIT_OK
+
+
 def cmd_status(args: argparse.Namespace, console: Console) -> int:
     stack = _stack(args, args.phase)
     table = Table(title=f"ai-suite ({stack.data_dir})")
-    for column in ("service", "state", "pid", "port", "health"):
+    for column in ("service", "state", "pid", "port", "health", "restarts", "last exit"):
         table.add_column(column)
-    colours = {"running": "green", "exited": "red", "stopped": "dim"}
+    colours = {"running": "green", "starting": "yellow", "restarting": "yellow", "exited": "red",
+               "crash-loop": "red", "stopped": "dim"}
     for row in stack.status():
         health_colour = "green" if row.health == "healthy" else "yellow"
         table.add_row(row.name, f"[{colours.get(row.state, 'white')}]{row.state}[/]",
                       str(row.pid or "-"), ", ".join(map(str, row.ports)) or "-",
-                      f"[{health_colour}]{row.health}[/]")
+                      f"[{health_colour}]{row.health}[/]", str(row.restarts), escape(row.last_exit or "-"))
     console.print(table)
+    supervisor = stack.supervisor()
+    console.print(f"supervisor: pid {supervisor.pid}" if supervisor else
+                  "supervisor: none (services that fail stay down until `ai-suite up`)")
     return EXIT_OK
 
 
@@ -215,7 +269,7 @@ def mcp_environment(args: argparse.Namespace) -> dict[str, str]:
     return dict(_stack(args, "p3").services["mcp-server"].env)
 
 
-COMMANDS = {"up": cmd_up, "down": cmd_down, "status": cmd_status, "urls": cmd_urls, "logs": cmd_logs,
+COMMANDS = {"up": cmd_up, "down": cmd_down, "stop": cmd_stop, "status": cmd_status, "urls": cmd_urls, "logs": cmd_logs,
             "models": cmd_models}
 
 

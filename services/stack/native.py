@@ -20,6 +20,7 @@ CONTAINER_ONLY_ENV = ("TRUST_CONTAINER_NETWORK", "LOG_FILE")
 DEFAULT_START_TIMEOUT = 120.0
 DURATION = re.compile(r"(\d+(?:\.\d+)?)(us|ms|s|m|h)")
 UNITS = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+RESTART_ON_FAILURE = re.compile(r"on-failure(:(\d+))?")
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,22 @@ class NativeService:
     start_timeout: float
     log_path: Path
     path_map: dict[str, Path] = field(default_factory=dict)
+    restart: str = "no"
+    watch: HealthWatch = field(default_factory=lambda: HealthWatch())
+
+
+@dataclass(frozen=True)
+class HealthWatch:
+    """How the supervisor judges a running service hung: `retries` failed probes `interval` apart, after
+    `start_period` (compose's healthcheck; its defaults are 30 s, 3 and 0 s)."""
+
+    interval: float = 30.0
+    retries: int = 3
+    start_period: float = 0.0
+
+    @property
+    def hung_after(self) -> float:
+        return self.interval * self.retries
 
 
 def parse_duration(text: str | int | float | None) -> float:
@@ -149,6 +166,19 @@ def _start_timeout(service: Mapping[str, Any]) -> float:
     return parse_duration(health.get("start_period")) + retries * parse_duration(health.get("interval", "30s"))
 
 
+def _restart(service: Mapping[str, Any], name: str) -> str:
+    policy = str(service.get("restart") or "no")
+    if policy not in ("no", "always", "unless-stopped") and not RESTART_ON_FAILURE.fullmatch(policy):
+        raise ComposeError(f"{name}: unknown restart policy {policy!r}")
+    return policy
+
+
+def _watch(service: Mapping[str, Any]) -> HealthWatch:
+    health = service.get("healthcheck") or {}
+    return HealthWatch(parse_duration(health.get("interval", "30s")) or 30.0, int(health.get("retries", 3)),
+                       parse_duration(health.get("start_period", "0s")))
+
+
 def _environment(service: Mapping[str, Any], mapping: Mapping[str, Path], names: set[str]) -> dict[str, str]:
     native = service.get(NATIVE_KEY) or {}
     merged = {**(service.get("environment") or {}), **(native.get("environment") or {})}
@@ -188,6 +218,8 @@ def native_services(doc: Mapping[str, Any], service_dirs: Mapping[str, Path], ba
             start_timeout=_start_timeout(service),
             log_path=log_dir / f"{name}.log",
             path_map=mapping,
+            restart=_restart(service, name),
+            watch=_watch(service),
         )
     return out
 

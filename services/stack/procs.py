@@ -8,6 +8,7 @@ import json
 import os
 import signal
 import socket
+import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -30,6 +31,18 @@ class RunningService:
     health_url: str | None = None
     started_at: float = 0.0
     seq: int = 0
+    # kept by the supervisor across restarts
+    restarts: int = 0
+    last_exit: str = ""
+    phase: str = "running"  # running | restarting | exited | crash-loop
+
+
+@dataclass
+class Supervised:
+    """The supervisor process watching this stack, as recorded in the state file."""
+
+    pid: int
+    create_time: float
 
 
 @dataclass
@@ -38,6 +51,7 @@ class State:
 
     path: Path
     services: dict[str, RunningService] = field(default_factory=dict)
+    supervisor: Supervised | None = None
 
     @classmethod
     def load(cls, path: Path) -> State:
@@ -48,14 +62,16 @@ class State:
         except (OSError, ValueError):
             return cls(path)  # a torn or foreign file: start afresh rather than refuse to run
         services = {name: RunningService(**entry) for name, entry in (raw.get("services") or {}).items()}
-        return cls(path, services)
+        supervisor = Supervised(**raw["supervisor"]) if raw.get("supervisor") else None
+        return cls(path, services, supervisor)
 
     def save(self) -> None:
-        if not self.services:
+        if not self.services and self.supervisor is None:
             self.path.unlink(missing_ok=True)
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        body = {"version": STATE_VERSION, "services": {n: asdict(s) for n, s in self.services.items()}}
+        body = {"version": STATE_VERSION, "services": {n: asdict(s) for n, s in self.services.items()},
+                "supervisor": asdict(self.supervisor) if self.supervisor else None}
         tmp = self.path.with_suffix(".tmp")
         tmp.write_text(json.dumps(body, indent=2), encoding="utf-8")
         tmp.replace(self.path)
@@ -76,7 +92,7 @@ def locked(path: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def process_of(entry: RunningService) -> psutil.Process | None:
+def process_of(entry: RunningService | Supervised) -> psutil.Process | None:
     """The live process for a state entry, or None (gone, zombie, or the pid was reused)."""
     try:
         proc = psutil.Process(entry.pid)
@@ -133,12 +149,42 @@ def stop_group(pgid: int, timeout: float) -> bool:
     if not procs:
         return False
     _signal_group(pgid, signal.SIGTERM, procs)
-    _, alive = psutil.wait_procs(procs, timeout=timeout)
+    alive = _wait_gone(procs, timeout)
     if not alive:
         return False
     _signal_group(pgid, signal.SIGKILL, alive)
-    psutil.wait_procs(alive, timeout=5)
+    _wait_gone(alive, 5)
     return True
+
+
+def stop_process(proc: psutil.Process, timeout: float) -> bool:
+    """SIGTERM one process (not its children), SIGKILL after `timeout`; True if it had to kill."""
+    with contextlib.suppress(psutil.Error):
+        proc.terminate()
+    if not _wait_gone([proc], timeout):
+        return False
+    with contextlib.suppress(psutil.Error):
+        proc.kill()
+    _wait_gone([proc], 5)
+    return True
+
+
+def _wait_gone(procs: list[psutil.Process], timeout: float) -> list[psutil.Process]:
+    """Wait until each process has exited; a zombie counts as gone (its parent, maybe another process, reaps it)."""
+    deadline = time.monotonic() + timeout
+    alive = procs
+    while True:
+        _, alive = psutil.wait_procs(alive, timeout=0.1)
+        alive = [proc for proc in alive if not _zombie(proc)]
+        if not alive or time.monotonic() >= deadline:
+            return alive
+
+
+def _zombie(proc: psutil.Process) -> bool:
+    try:
+        return proc.status() == psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return True
 
 
 def _signal_group(pgid: int, sig: signal.Signals, procs: list[psutil.Process]) -> None:

@@ -19,11 +19,13 @@ from services.stack.native import NativeService, native_services, start_order
 from services.stack.procs import (
     RunningService,
     State,
+    Supervised,
     locked,
     port_is_free,
     port_owner,
     process_of,
     stop_group,
+    stop_process,
     tail,
 )
 
@@ -57,6 +59,8 @@ class ServiceStatus:
     pid: int | None
     ports: list[int]
     health: str
+    restarts: int = 0
+    last_exit: str = ""
 
 
 def compose_files(phase: str, root: Path = ROOT, gpu: bool = False) -> list[Path]:
@@ -130,7 +134,7 @@ class Stack:
         return named
 
     def status(self) -> list[ServiceStatus]:
-        """State, pid, ports and health of every service of this project."""
+        """State, pid, ports and health of every service of this project, with restarts and the last exit."""
         state = State.load(self.state_path)
         rows = []
         for name in self.order:
@@ -138,13 +142,39 @@ class Stack:
             ports = [p.port for p in spec.ports]
             if entry is None:
                 rows.append(ServiceStatus(name, "stopped", None, ports, "-"))
-            elif process_of(entry) is None:
-                rows.append(ServiceStatus(name, "exited", entry.pid, ports, "-"))
+                continue
+            history = (entry.restarts, entry.last_exit)
+            if process_of(entry) is None:
+                shown = entry.phase if entry.phase in ("restarting", "crash-loop") else "exited"
+                rows.append(ServiceStatus(name, shown, entry.pid, ports, "-", *history))
             else:
-                healthy, reason = self._probe(spec, timeout=2.0)
-                rows.append(ServiceStatus(name, "running", entry.pid, ports,
-                                          "healthy" if healthy else f"unhealthy ({reason})"))
+                healthy, reason = self.probe(spec, timeout=2.0)
+                shown = "starting" if entry.phase == "restarting" else "running"
+                rows.append(ServiceStatus(name, shown, entry.pid, ports,
+                                          "healthy" if healthy else f"unhealthy ({reason})", *history))
         return rows
+
+    def supervisor(self) -> Supervised | None:
+        """The live supervisor of this stack, if one runs."""
+        recorded = State.load(self.state_path).supervisor
+        return recorded if recorded is not None and process_of(recorded) is not None else None
+
+    def record_supervisor(self, supervisor: Supervised | None) -> None:
+        with locked(self.state_path.with_suffix(".lock")):
+            state = State.load(self.state_path)
+            state.supervisor = supervisor
+            state.save()
+
+    def stop_supervisor(self, timeout: float = STOP_TIMEOUT) -> bool:
+        """End the supervisor (it leaves the services running); True if one was running."""
+        recorded = State.load(self.state_path).supervisor
+        proc = process_of(recorded) if recorded is not None else None
+        if proc is None:
+            return False
+        # only the supervisor: its children are the services, which keep running
+        stop_process(proc, timeout)
+        self.record_supervisor(None)
+        return True
 
     # -- up ----------------------------------------------------------------------------------------
 
@@ -190,7 +220,7 @@ class Stack:
         while pending or waiting:
             for name in [n for n in pending if all(d in healthy for d in self.services[n].depends_on)]:
                 pending.remove(name)
-                offsets[name] = self._launch(self.services[name], state)
+                offsets[name] = self.launch(self.services[name], state)
                 started.append(name)
                 waiting[name] = time.monotonic() + self.services[name].start_timeout
                 notify(name, f"started (pid {state.services[name].pid})")
@@ -198,10 +228,10 @@ class Stack:
                 raise StackError(f"cannot start {pending}: their dependencies are not running")
             for name, deadline in list(waiting.items()):
                 spec = self.services[name]
-                if not self._alive(name, state):
+                if not self.is_alive(name, state):
                     raise ServiceFailed(name, "exited during start-up", spec.log_path,
                                         tail(spec.log_path, 20, offsets.get(name, 0)))
-                if self._probe(spec, timeout=2.0)[0]:
+                if self.probe(spec, timeout=2.0)[0]:
                     del waiting[name]
                     healthy.add(name)
                     notify(name, "healthy")
@@ -211,7 +241,8 @@ class Stack:
             if waiting:
                 time.sleep(POLL_SECONDS)
 
-    def _launch(self, spec: NativeService, state: State) -> int:
+    def launch(self, spec: NativeService, state: State, previous: RunningService | None = None) -> int:
+        """Start one service and record it; returns where this start begins in its log."""
         spec.log_path.parent.mkdir(parents=True, exist_ok=True)
         with spec.log_path.open("ab") as log_file:
             offset = log_file.tell()
@@ -222,19 +253,26 @@ class Stack:
                 stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True,
             )
         self._children[spec.name] = proc
+        # a restart keeps its place in the start order, so `down` still stops dependents first
+        seq = previous.seq if previous is not None else state.next_seq()
         entry = RunningService(spec.name, proc.pid, _create_time(proc.pid), [p.port for p in spec.ports],
-                               str(spec.log_path), spec.argv, spec.health_url, time.time(), state.next_seq())
+                               str(spec.log_path), spec.argv, spec.health_url, time.time(), seq)
         state.services[spec.name] = entry
         state.save()
         return offset
 
-    def _alive(self, name: str, state: State) -> bool:
+    def is_alive(self, name: str, state: State) -> bool:
         child = self._children.get(name)
         if child is not None:
             return child.poll() is None
         return process_of(state.services[name]) is not None
 
-    def _probe(self, spec: NativeService, timeout: float) -> tuple[bool, str]:
+    def exit_code(self, name: str) -> int | None:
+        """How this process's own child ended (negative: the signal); None when it is not our child."""
+        child = self._children.get(name)
+        return child.returncode if child is not None else None
+
+    def probe(self, spec: NativeService, timeout: float) -> tuple[bool, str]:
         if spec.health_url:
             return probe(spec.health_url, timeout)
         if spec.health_argv:
@@ -249,12 +287,21 @@ class Stack:
     # -- down --------------------------------------------------------------------------------------
 
     def down(self, on_event: Callable[[str, str], None] | None = None, timeout: float = STOP_TIMEOUT,
-             everything: bool = False) -> list[str]:
-        """Stop this project's services (or every recorded one), last started first; returns those stopped."""
+             everything: bool = False, only: Sequence[str] | None = None) -> list[str]:
+        """Stop this project's services (or every recorded one, or `only` these), last started first.
+
+        The supervisor goes first, so it cannot bring back what is being stopped; it stays when `only`
+        some services stop, and since they leave the state file it lets them be. Returns those stopped.
+        """
         notify = on_event or (lambda name, event: log.info("%s: %s", name, event))
+        unknown = sorted(set(only or ()) - set(self.services))
+        if unknown:
+            raise StackError(f"unknown service {', '.join(unknown)}; this phase has {', '.join(self.order)}")
+        if only is None and self.stop_supervisor(timeout):
+            notify("supervisor", "stopped")
         with locked(self.state_path.with_suffix(".lock")):
             state = State.load(self.state_path)
-            names = [n for n in state.services if everything or n in self.services]
+            names = [n for n in state.services if (n in only if only is not None else everything or n in self.services)]
             return self._stop(names, state, notify, timeout)
 
     def _stop(self, names: list[str], state: State, notify: Callable[[str, str], None],

@@ -2,84 +2,16 @@
 
 from __future__ import annotations
 
-import textwrap
 import urllib.request
 from pathlib import Path
 
-import psutil
 import pytest
-import yaml
 
 from services.stack.cli import main
 from services.stack.runner import ServiceFailed, Stack
-from tests.support.procs import free_port
+from tests.support.stackfiles import HEALTHY, all_gone, make_stack, tree, web
 
 pytestmark = pytest.mark.integration
-
-SERVER = textwrap.dedent('''
-    import http.server, os, signal, subprocess, sys, time
-    port = int(sys.argv[1])
-    ready_at = time.monotonic() + float(os.environ.get("READY_AFTER", "0"))
-    if os.environ.get("IGNORE_TERM"):
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    if os.environ.get("SPAWN_CHILD"):
-        # one helper in the service's process group, one that leaves it
-        subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
-        subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"], start_new_session=True)
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):
-            ok = time.monotonic() >= ready_at
-            body = os.environ.get("ANSWER", "ok").encode() if ok else b"loading"
-            self.send_response(200 if ok else 503)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-        def log_message(self, *args):
-            pass
-    print("serving on", port, flush=True)
-    http.server.HTTPServer(("127.0.0.1", port), Handler).serve_forever()
-''')
-
-
-def web(port_var: str, **extra: object) -> dict:
-    return {
-        "image": "x",
-        "command": ["python", "${APP_DIR}/server.py", f"${{{port_var}}}"],
-        "ports": [f"127.0.0.1:${{{port_var}}}:${{{port_var}}}"],
-        "healthcheck": {"test": ["CMD", "python", "-m", "services.common.probe",
-                                 f"http://127.0.0.1:${{{port_var}}}/health"]},
-        **extra,
-    }
-
-
-HEALTHY = {"condition": "service_healthy"}
-
-
-def make_stack(tmp_path: Path, services: dict) -> tuple[Path, dict[str, str]]:
-    (tmp_path / "server.py").write_text(SERVER, encoding="utf-8")
-    doc = {"x-native": {"data_dir": "${DATA_DIR}"}, "services": services}
-    compose = tmp_path / "docker" / "compose.p1.yml"
-    compose.parent.mkdir(exist_ok=True)
-    compose.write_text(yaml.safe_dump(doc), encoding="utf-8")
-    env = {"APP_DIR": str(tmp_path), "DATA_DIR": str(tmp_path / "data"),
-           "BACKEND_PORT": str(free_port()), "FRONT_PORT": str(free_port())}
-    return compose, env
-
-
-def tree(pid: int) -> list[int]:
-    proc = psutil.Process(pid)
-    return [pid, *(child.pid for child in proc.children(recursive=True))]
-
-
-def all_gone(pids: list[int]) -> bool:
-    def gone(pid: int) -> bool:
-        try:
-            return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
-        except psutil.NoSuchProcess:
-            return True
-
-    return all(gone(pid) for pid in pids)
-
 
 class Tracker:
     """Records every process a service had while it was starting (for the orphan checks)."""
