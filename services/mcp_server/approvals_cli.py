@@ -50,6 +50,8 @@ def _parser() -> argparse.ArgumentParser:
 
 def _args_text(request: ApprovalRequest) -> str:
     text = json.dumps(json.loads(request.args), ensure_ascii=False)
+    if request.bound:
+        text += f"  bound to {request.bound}"
     # The list stays readable; --show prints the whole call before anyone approves it.
     return text if len(text) <= 200 else text[:200] + f"… (ai-approvals --show {request.id})"
 

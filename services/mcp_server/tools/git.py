@@ -9,11 +9,14 @@ from fastmcp.exceptions import ToolError
 from mcp.types import ToolAnnotations
 from pydantic import Field
 
+from services.mcp_server.security.approvals import approved_state
 from services.mcp_server.security.paths import PathGuard
 from services.mcp_server.settings import McpSettings
 from services.mcp_server.tools.git_runner import GitRunner
 
 MAX_LOG_COUNT = 200
+# Set by the security middleware while a call runs under an approval bound to the staged tree.
+BOUND_TREE = "staged_tree"
 # Merge, cherry-pick and revert states that a plain commit of the index would silently drop.
 UNFINISHED = ("MERGE_HEAD", "CHERRY_PICK_HEAD", "REVERT_HEAD")
 
@@ -71,6 +74,13 @@ def filtered_paths(git: GitRunner, specs: list[str]) -> list[str]:
 def staged_tree(git: GitRunner) -> str:
     """The tree the index would commit (`git write-tree`), which also stores that tree's objects."""
     return git.run(["write-tree"]).stdout.strip()
+
+
+def bind_staged_tree(settings: McpSettings, args: dict[str, Any]) -> dict[str, str]:
+    """What an approval of git_commit is bound to: the tree staged in the repository `args` names."""
+    working_dir = args.get("working_dir")
+    with GitRunner(settings, PathGuard(settings), working_dir if isinstance(working_dir, str) else None) as git:
+        return {BOUND_TREE: staged_tree(git)}
 
 
 def commit_index(git: GitRunner, message: str, approved_tree: str | None) -> str:
@@ -172,10 +182,11 @@ def register(mcp: FastMCP, settings: McpSettings) -> None:
         message: Annotated[str, Field(min_length=1, description="Commit message (first line is the subject).")],
         working_dir: WorkingDir = None,
     ) -> dict[str, Any]:
-        """Commit the staged changes (no hooks, no signing)."""
+        """Commit the staged changes (no hooks, no signing); an approval covers exactly the tree staged then."""
         if not message.strip() or "\0" in message:
             raise ToolError("the commit message is empty or contains a NUL byte")
+        bound = approved_state() or {}
         with GitRunner(settings, guard, working_dir) as git:
-            commit = commit_index(git, message, None)
+            commit = commit_index(git, message, bound.get(BOUND_TREE))
             head = git.run(["log", "-1", f"--format={LOG_FORMAT}", commit])
         return {"repository": guard.display(git.top), **parse_log(head.stdout)[0]}

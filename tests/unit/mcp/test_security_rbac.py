@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -78,6 +79,8 @@ async def test_middleware_enforces_the_matrix(tmp_path: Path, role: str) -> None
 
 
 async def test_approval_applies_to_high_and_critical_only(tmp_path: Path) -> None:
+    # git_commit's approval is bound to the staged tree, so the root must be a repository for the rule to read.
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
     mcp, _ = build_server(make_settings(tmp_path), [every_catalog_tool])
     async with Client(mcp) as client:
         for tool, spec in TOOLS.items():
