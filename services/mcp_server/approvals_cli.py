@@ -19,8 +19,9 @@ from services.mcp_server.settings import McpSettings
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 log = logging.getLogger(__name__)
-# What must match the server's own settings; everything else comes from the environment and `.env` as usual.
-SHARED_WITH_SERVER = ("DATA_DIR", "SECURITY_DB_PATH", "APPROVAL_TIMEOUT")
+# Where the server's database is; everything else comes from the environment and `.env` as usual. How long an
+# approval lives is not among them: the server decides that (its APPROVAL_TIMEOUT) when the approval is used.
+SHARED_WITH_SERVER = ("DATA_DIR", "SECURITY_DB_PATH")
 STYLE = {"pending": "yellow", "approved": "green", "rejected": "red", "used": "dim", "expired": "dim"}
 EXAMPLES = """examples:
   ai-approvals --list                       pending requests
@@ -49,6 +50,8 @@ def _parser() -> argparse.ArgumentParser:
 
 def _args_text(request: ApprovalRequest) -> str:
     text = json.dumps(json.loads(request.args), ensure_ascii=False)
+    if request.bound:
+        text += f"  bound to {request.bound}"
     # The list stays readable; --show prints the whole call before anyone approves it.
     return text if len(text) <= 200 else text[:200] + f"… (ai-approvals --show {request.id})"
 
@@ -131,7 +134,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                       "or set DATA_DIR / SECURITY_DB_PATH")
         return EXIT_FAILED
     db.initialize(settings)  # applies any newer migrations; idempotent
-    store = ApprovalStore(path, settings.approval_timeout)
+    store = ApprovalStore(path)
     try:
         if args.list:
             return show(store, console, args.all)

@@ -2,8 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import IntEnum
+from typing import TYPE_CHECKING, Any
+
+from services.mcp_server import approval_rules
+
+if TYPE_CHECKING:
+    from services.mcp_server.settings import McpSettings
+
+# Why this call needs approval although the tool's risk does not demand it (None: it does not).
+Escalate = Callable[["McpSettings", dict[str, Any]], "str | None"]
+# The state an approval of this call is bound to, recomputed when the approval is used.
+Bind = Callable[["McpSettings", dict[str, Any]], dict[str, str]]
 
 
 class Risk(IntEnum):
@@ -21,6 +33,8 @@ class ToolSpec:
     family: str
     risk: Risk
     read_only: bool = False
+    escalate: Escalate | None = None
+    bind: Bind | None = None
 
 
 TOOLS: dict[str, ToolSpec] = {
@@ -30,15 +44,15 @@ TOOLS: dict[str, ToolSpec] = {
         ToolSpec("read_file", "filesystem", Risk.LOW, read_only=True),
         ToolSpec("search_files", "filesystem", Risk.LOW, read_only=True),
         ToolSpec("get_system_info", "filesystem", Risk.LOW, read_only=True),
-        ToolSpec("write_file", "filesystem", Risk.MEDIUM),
-        ToolSpec("create_directory", "filesystem", Risk.MEDIUM),
+        ToolSpec("write_file", "filesystem", Risk.MEDIUM, escalate=approval_rules.git_control_write),
+        ToolSpec("create_directory", "filesystem", Risk.MEDIUM, escalate=approval_rules.git_control_write),
         ToolSpec("run_command", "execution", Risk.HIGH),
         ToolSpec("execute_python", "execution", Risk.CRITICAL),
         ToolSpec("git_status", "git", Risk.LOW, read_only=True),
         ToolSpec("git_diff", "git", Risk.LOW, read_only=True),
         ToolSpec("git_log", "git", Risk.LOW, read_only=True),
         ToolSpec("git_add", "git", Risk.MEDIUM),
-        ToolSpec("git_commit", "git", Risk.HIGH),
+        ToolSpec("git_commit", "git", Risk.HIGH, bind=approval_rules.staged_tree),
         ToolSpec("web_scrape", "web", Risk.MEDIUM, read_only=True),
         ToolSpec("web_screenshot", "web", Risk.MEDIUM),  # save_path writes a file
         ToolSpec("web_analyze_ui", "web", Risk.MEDIUM, read_only=True),

@@ -43,7 +43,8 @@ class McpSettings(SuiteSettings):
         description="HIGH and CRITICAL calls from non-admins wait for another user's approval.",
     )
     approval_timeout: int = Field(
-        300, alias="APPROVAL_TIMEOUT", ge=1, description="Seconds a pending or approved request stays valid."
+        300, alias="APPROVAL_TIMEOUT", ge=1,
+        description="Seconds a request waits for a decision, and an approval lives (the server's value, when used).",
     )
     owner_role: str = Field(
         "developer", alias="MCP_OWNER_ROLE", description="Role of the local owner (stdio and the owner key file)."

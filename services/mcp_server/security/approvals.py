@@ -8,8 +8,10 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -18,6 +20,24 @@ from services.mcp_server.security.audit import AuditEntry, append_now
 from services.mcp_server.security.db import PERM_DECIDE, connect, role_has, user_role
 
 OPEN = ("pending", "approved")
+# The state the running call's approval was bound to, for a tool that can pin itself to it (git_commit commits
+# the approved tree, not whatever is staged by the time it runs).
+_APPROVED_STATE: ContextVar[dict[str, str] | None] = ContextVar("approved_state", default=None)
+
+
+def approved_state() -> dict[str, str] | None:
+    """What the approval the current call runs under is bound to; None when it runs under no bound approval."""
+    return _APPROVED_STATE.get()
+
+
+@contextmanager
+def running_under(bound: dict[str, str] | None) -> Iterator[None]:
+    """Make `bound` the approved state for the call run inside this block."""
+    token = _APPROVED_STATE.set(bound)
+    try:
+        yield
+    finally:
+        _APPROVED_STATE.reset(token)
 
 
 class ApprovalError(Exception):
@@ -72,6 +92,7 @@ class ApprovalRequest:
     decided_at: float | None
     reason: str | None
     used_at: float | None
+    bound: str | None
 
     def state(self, now: float | None = None) -> str:
         """The stored status, or "expired" once an open request has run out of time."""
@@ -84,6 +105,7 @@ class ApprovalRequest:
         body = asdict(self)
         body.pop("args_hash")
         body["args"] = json.loads(self.args)
+        body["bound"] = json.loads(self.bound) if self.bound else None
         body["request_id"] = body.pop("id")
         body["user"] = body.pop("user_name")
         body["status"] = self.state(now)
@@ -92,22 +114,44 @@ class ApprovalRequest:
         return body
 
 
+# Spend the oldest live approval of this call: one whose bound state matches (it runs), or, failing that, one
+# bound to another state (it is spent without running). Approvals live a window from their decision, by the
+# server's setting at the time of use. Parameters: now, user, tool, args hash, now - window, bound state.
+_SPEND_MATCHING = (
+    "UPDATE approval_requests SET status = 'used', used_at = ? WHERE id = ("
+    " SELECT id FROM approval_requests WHERE user_name = ? AND tool = ? AND args_hash = ?"
+    " AND status = 'approved' AND decided_at > ? AND bound IS ? ORDER BY decided_at LIMIT 1"
+    ") AND status = 'approved' RETURNING *"
+)
+_SPEND_STALE = _SPEND_MATCHING.replace("AND bound IS ?", "AND bound IS NOT ?")
+
+
 def _request(row: sqlite3.Row) -> ApprovalRequest:
     return ApprovalRequest(**{name: row[name] for name in ApprovalRequest.__dataclass_fields__})
 
 
 @dataclass(frozen=True)
 class Gate:
-    """What a guarded call may do: run under `request` (consumed), or wait for it (pending)."""
+    """What a guarded call may do: run under `request` (consumed), or wait for it (pending).
+
+    `stale` marks an approval of these arguments that was spent without running, because what it was bound to
+    (`request.bound`) no longer holds.
+    """
 
     run: bool
     request: ApprovalRequest
+    stale: bool = False
 
 
 class ApprovalStore:
-    """Approval requests in the security database; every state change is one guarded UPDATE."""
+    """Approval requests in the security database; every state change is one guarded UPDATE.
 
-    def __init__(self, db_path: Path, timeout_s: int, clock: Callable[[], float] = time.time) -> None:
+    `timeout_s` is the server's APPROVAL_TIMEOUT: how long a new request waits, and how long an approval lives
+    when it is used. A store without one (the `ai-approvals` command) only reads and decides: an approval it
+    grants lives as long as the server said its request would wait, never by the approver's own environment.
+    """
+
+    def __init__(self, db_path: Path, timeout_s: int | None = None, clock: Callable[[], float] = time.time) -> None:
         self.db_path = db_path
         self.timeout_s = timeout_s
         self.clock = clock
@@ -118,57 +162,74 @@ class ApprovalStore:
         with self._lock:
             self._conn.close()
 
-    def gate(self, user: str, tool: str, args: Any, stored_args: Any | None = None) -> Gate:
-        """Consume an approval for this exact call, else return the open (or a new) pending request."""
-        digest, now = args_digest(tool, args), self.clock()
-        with self._lock:
-            consumed = self._conn.execute(
-                "UPDATE approval_requests SET status = 'used', used_at = ? WHERE id = ("
-                " SELECT id FROM approval_requests WHERE user_name = ? AND tool = ? AND args_hash = ?"
-                " AND status = 'approved' AND expires_at > ? ORDER BY decided_at LIMIT 1"
-                ") AND status = 'approved' RETURNING *",
-                (now, user, tool, digest, now),
-            ).fetchone()
-            if consumed is not None:
-                return Gate(True, _request(consumed))
-            return Gate(False, self._pending(user, tool, digest, stored_args if stored_args is not None else args))
+    def _row(self, row: sqlite3.Row) -> ApprovalRequest:
+        """A stored request; the server reports an approval's expiry by its own window, as `gate` applies it."""
+        request = _request(row)
+        if self.timeout_s is not None and request.status == "approved" and request.decided_at is not None:
+            return replace(request, expires_at=request.decided_at + self.timeout_s)
+        return request
 
-    def _pending(self, user: str, tool: str, digest: str, args: Any) -> ApprovalRequest:
+    def _window(self) -> int:
+        if self.timeout_s is None:
+            raise ValueError("only the server's store, which knows APPROVAL_TIMEOUT, gates calls")
+        return self.timeout_s
+
+    def gate(self, user: str, tool: str, args: Any, stored_args: Any | None = None,
+             bound: dict[str, str] | None = None) -> Gate:
+        """Consume an approval for this exact call in this exact state, else return the open (or a new) pending
+        request; an approval of the same call bound to another state is spent and returned as stale."""
+        digest, now, window = args_digest(tool, args), self.clock(), self._window()
+        state = canonical(bound) if bound is not None else None
+        params = (now, user, tool, digest, now - window, state)
+        with self._lock:
+            consumed = self._conn.execute(_SPEND_MATCHING, params).fetchone()
+            if consumed is not None:
+                return Gate(True, self._row(consumed))
+            stale = self._conn.execute(_SPEND_STALE, params).fetchone()
+            if stale is not None:
+                return Gate(False, self._row(stale), stale=True)
+            stored = stored_args if stored_args is not None else args
+            return Gate(False, self._pending(user, tool, digest, stored, state, window))
+
+    def _pending(self, user: str, tool: str, digest: str, args: Any, state: str | None, window: int
+                 ) -> ApprovalRequest:
         now = self.clock()
         self._conn.execute("BEGIN IMMEDIATE")
         try:
             row = self._conn.execute(
                 "SELECT * FROM approval_requests WHERE user_name = ? AND tool = ? AND args_hash = ?"
-                " AND status = 'pending' AND expires_at > ? ORDER BY created_at DESC LIMIT 1",
-                (user, tool, digest, now),
+                " AND status = 'pending' AND expires_at > ? AND bound IS ? ORDER BY created_at DESC LIMIT 1",
+                (user, tool, digest, now, state),
             ).fetchone()
             if row is None:
                 row = self._conn.execute(
                     "INSERT INTO approval_requests (id, user_name, tool, args_hash, args, status, created_at,"
-                    " expires_at) VALUES (?, ?, ?, ?, ?, 'pending', ?, ?) RETURNING *",
-                    (uuid.uuid4().hex, user, tool, digest, canonical(args), now, now + self.timeout_s),
+                    " expires_at, bound) VALUES (?, ?, ?, ?, ?, 'pending', ?, ?, ?) RETURNING *",
+                    (uuid.uuid4().hex, user, tool, digest, canonical(args), now, now + window, state),
                 ).fetchone()
             self._conn.execute("COMMIT")
         except BaseException:
             self._conn.execute("ROLLBACK")
             raise
-        return _request(row)
+        return self._row(row)
 
     def decide(self, request_id: str, approver: str, approve: bool, reason: str = "") -> ApprovalRequest:
         """Approve or reject a pending request as `approver`, who must be another user allowed to decide."""
         now = self.clock()
         with self._lock:
             self._check_decider(request_id, approver)
-            status, expires_at = ("approved", now + self.timeout_s) if approve else ("rejected", None)
+            # An approval gets the window the server gave its request (expires_at - created_at), for display;
+            # the server applies its own setting again when the approval is used.
             # The WHERE clause re-checks everything, so a decision racing another one or the clock cannot slip in.
             row = self._conn.execute(
                 "UPDATE approval_requests SET status = ?, decided_by = ?, decided_at = ?, reason = ?,"
-                " expires_at = COALESCE(?, expires_at)"
+                " expires_at = CASE WHEN ? THEN ? + expires_at - created_at ELSE expires_at END"
                 " WHERE id = ? AND status = 'pending' AND expires_at > ? AND user_name != ? RETURNING *",
-                (status, approver, now, reason or None, expires_at, request_id, now, approver),
+                ("approved" if approve else "rejected", approver, now, reason or None, approve, now,
+                 request_id, now, approver),
             ).fetchone()
             if row is not None:
-                return _request(row)
+                return self._row(row)
             request = self._get(request_id)
         assert request is not None  # requests are never deleted
         if request.state(now) == "expired":
@@ -188,7 +249,7 @@ class ApprovalStore:
 
     def _get(self, request_id: str) -> ApprovalRequest | None:
         row = self._conn.execute("SELECT * FROM approval_requests WHERE id = ?", (request_id,)).fetchone()
-        return _request(row) if row else None
+        return self._row(row) if row else None
 
     def role_of(self, user: str) -> str | None:
         with self._lock:
@@ -206,7 +267,7 @@ class ApprovalStore:
         with self._lock:
             rows = self._conn.execute(query + " ORDER BY created_at DESC", params).fetchall()
         now = self.clock()
-        found = [_request(row) for row in rows]
+        found = [self._row(row) for row in rows]
         if states:
             found = [req for req in found if req.state(now) in states]
         return found[:limit]

@@ -87,6 +87,10 @@ def _migrations() -> list[tuple[int, str, Path]]:
     for path in sorted(MIGRATIONS.glob("*.sql")):
         number, _, name = path.stem.partition("_")
         found.append((int(number), name, path))
+    numbers = [number for number, _, _ in found]
+    # `migrate` applies a number once; a second file with the same number (two branches merged) would be skipped.
+    if len(numbers) != len(set(numbers)):
+        raise SecurityDbError(f"two security migrations share a number in {MIGRATIONS}: {sorted(numbers)}")
     return found
 
 

@@ -15,7 +15,7 @@ from fastmcp.server.middleware import CallNext, Middleware, MiddlewareContext
 from fastmcp.tools.base import ToolResult
 
 from services.mcp_server.catalog import TOOLS, Risk
-from services.mcp_server.security.approvals import iso
+from services.mcp_server.security.approvals import Gate, iso, running_under
 from services.mcp_server.security.audit import AuditEntry, AuditWriteError
 from services.mcp_server.security.db import PERM_BYPASS, tool_permission
 from services.mcp_server.security.identity import AuthenticationError
@@ -27,6 +27,9 @@ from services.mcp_server.security.redact import for_approver, redact, redact_tex
 log = logging.getLogger(__name__)
 UNKNOWN = Identity("unknown", "")
 Observer = Callable[[str, str, float], None]
+
+
+Cleared = tuple[str | None, dict[str, str] | None]  # the approval a call runs under, and what it is bound to
 
 
 class CallRefused(Exception):
@@ -67,10 +70,10 @@ class SecurityMiddleware(Middleware):
         started = time.perf_counter()
         if not self.layer.active:
             return await self._timed(tool, started, call_next(context))
-        identity, request_id = UNKNOWN, None
+        identity, request_id, bound = UNKNOWN, None, None
         try:
             identity = self.layer.identity.resolve()
-            request_id = await self._guard(identity, tool, args)
+            request_id, bound = await self._guard(identity, tool, args)
         except AuthenticationError as exc:
             self._finish(identity, tool, args, "denied", started, str(exc))
             raise ToolError(str(exc)) from None
@@ -78,7 +81,8 @@ class SecurityMiddleware(Middleware):
             self._finish(identity, tool, args, exc.status, started, str(exc), exc.request_id)
             raise ToolError(str(exc)) from None
         try:
-            result = await call_next(context)
+            with running_under(bound):
+                result = await call_next(context)
         except asyncio.CancelledError:
             self._finish(identity, tool, args, "error", started, "cancelled", request_id)
             raise
@@ -99,8 +103,8 @@ class SecurityMiddleware(Middleware):
             if self.observe is not None:
                 self.observe(tool, status, time.perf_counter() - started)
 
-    async def _guard(self, identity: Identity, tool: str, args: dict[str, Any]) -> str | None:
-        """Rate limit, then RBAC, then approval; returns the approval consumed, if any."""
+    async def _guard(self, identity: Identity, tool: str, args: dict[str, Any]) -> Cleared:
+        """Rate limit, then RBAC, then approval; returns the approval consumed, if any, and what it is bound to."""
         if self.settings.rate_limit_enabled:
             try:
                 self.layer.limiter.take(identity.user, tool)
@@ -113,25 +117,50 @@ class SecurityMiddleware(Middleware):
         auth = self.layer.auth
         if self.settings.rbac_enabled and not auth.may_call(identity.role, tool):
             raise CallRefused(f"role {identity.role!r} lacks permission {tool_permission(tool)!r}")
-        if not self.settings.approval_enabled or risk_of(tool) < Risk.HIGH or auth.has(identity.role, PERM_BYPASS):
-            return None
-        return await self._approval(identity, tool, args)
+        if not self.settings.approval_enabled or auth.has(identity.role, PERM_BYPASS):
+            return None, None
+        reason = self._approval_reason(tool, args)
+        if reason is None:
+            return None, None
+        return await self._approval(identity, tool, args, reason)
 
-    async def _approval(self, identity: Identity, tool: str, args: dict[str, Any]) -> str:
+    def _approval_reason(self, tool: str, args: dict[str, Any]) -> str | None:
+        """Why this call needs approval: the tool's risk, or what these arguments touch (the catalog's rule)."""
+        risk = risk_of(tool)
+        if risk >= Risk.HIGH:
+            return f"{tool} is {risk.name} risk"
+        spec = TOOLS.get(tool)
+        why = spec.escalate(self.settings, args) if spec is not None and spec.escalate is not None else None
+        return None if why is None else f"{tool} {why}"
+
+    async def _approval(self, identity: Identity, tool: str, args: dict[str, Any], reason: str) -> Cleared:
         store = self.layer.approvals
         shown = for_approver(args)  # the approver sees all of what would run
-        gate = await asyncio.to_thread(store.gate, identity.user, tool, args, shown)
+        bound = await self._bound(tool, args)
+        gate = await asyncio.to_thread(store.gate, identity.user, tool, args, shown, bound)
         if gate.run:
-            return gate.request.id
+            return gate.request.id, bound
+        if gate.stale:
+            raise CallRefused(_stale_message(tool, gate, bound), request_id=gate.request.id)
         request = gate.request
         raise CallRefused(json.dumps({
             "approval_required": True,
             "request_id": request.id,
             "expires_at": iso(request.expires_at),
             "status": "pending",
-            "message": f"{tool} is {risk_of(tool).name} risk and waits for another user's approval: "
-                       f"ai-approvals --approve {request.id}; retry the same call once it is approved",
+            "message": f"{reason} and waits for another user's approval: ai-approvals --approve {request.id}; "
+                       "retry the same call once it is approved",
         }), status="pending", request_id=request.id)
+
+    async def _bound(self, tool: str, args: dict[str, Any]) -> dict[str, str] | None:
+        """The state an approval of this call covers (the catalog's bind rule), as it is now."""
+        spec = TOOLS.get(tool)
+        if spec is None or spec.bind is None:
+            return None
+        try:
+            return await asyncio.to_thread(spec.bind, self.settings, args)
+        except ToolError as exc:
+            raise CallRefused(str(exc)) from None
 
     async def _finish_ran(
         self, identity: Identity, tool: str, args: dict[str, Any], status: str, started: float,
@@ -174,3 +203,13 @@ class SecurityMiddleware(Middleware):
             user=identity.user, role=identity.role, tool=tool, args=redact(args), status=status,
             duration_ms=elapsed * 1000.0, detail=redact_text(detail, 1000), request_id=request_id,
         )
+
+
+def _stale_message(tool: str, gate: Gate, bound: dict[str, str] | None) -> str:
+    """Why an approval of these very arguments was spent without running: what it covered has changed."""
+    approved: dict[str, str] = json.loads(gate.request.bound) if gate.request.bound else {}
+    now = bound or {}
+    changes = "; ".join(f"{key} {value[:12]} is now {now.get(key, 'gone')[:12]}"
+                        for key, value in approved.items() if now.get(key) != value)
+    return (f"{tool} did not run: approval {gate.request.id} covered a state that changed since it was approved "
+            f"({changes}); call it again to ask for a new approval")

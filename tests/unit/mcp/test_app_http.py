@@ -77,7 +77,10 @@ def ran(command: str) -> int:
 def expire(db_path: Path, request_id: str) -> None:
     """Let time pass for one request without sleeping."""
     conn = sqlite3.connect(db_path)
-    conn.execute("UPDATE approval_requests SET expires_at = ? WHERE id = ?", (time.time() - 1, request_id))
+    # Every stamp moves back: a pending request runs out by expires_at, an approval by its decision's age.
+    gone = time.time() + 86400 * 365
+    conn.execute("UPDATE approval_requests SET created_at = created_at - ?, expires_at = expires_at - ?,"
+                 " decided_at = decided_at - ? WHERE id = ?", (gone, gone, gone, request_id))
     conn.commit()
     conn.close()
 

@@ -1,4 +1,4 @@
-"""Git tools on a temporary repository, with option injection, escapes and a hostile repository config."""
+"""Git tools on a temporary repository, with option injection and escapes (hostile repositories: test_git_hostile)."""
 
 from __future__ import annotations
 
@@ -152,32 +152,6 @@ async def test_a_git_folder_outside_the_roots_is_refused(client, tree):
         await call(client, "git_status", working_dir="linked")
 
 
-async def test_a_hostile_repository_config_runs_no_code(client, tree):
-    """fsmonitor, hooks, clean filters, textconv and external diff in .git/config never execute."""
-    repo, markers = tree["repo"], tree["outside"]
-    hook = repo / ".git" / "hooks" / "pre-commit"
-    hook.write_text(f"#!/bin/sh\ntouch {markers}/hook\n")
-    hook.chmod(0o755)
-    (repo / ".gitattributes").write_text("* filter=evil diff=evil\n")
-    for key, name in [("core.fsmonitor", "fsmonitor"), ("filter.evil.clean", "clean"),
-                      ("filter.evil.process", "process"), ("diff.evil.textconv", "textconv"),
-                      ("diff.external", "external"), ("core.pager", "pager"), ("core.editor", "editor")]:
-        sh_git(repo, "config", key, f"touch {markers}/{name}; cat")
-    hooks = repo / ".git" / "evil-hooks"
-    hooks.mkdir()
-    (hooks / "pre-commit").write_text(f"#!/bin/sh\ntouch {markers}/hookspath\n")
-    (hooks / "pre-commit").chmod(0o755)
-    sh_git(repo, "config", "core.hooksPath", str(hooks))
-    (repo / "README.md").write_text("edited\n")
-    await call(client, "git_status")
-    await call(client, "git_diff")
-    await call(client, "git_add", file_paths=["README.md", ".gitattributes"])
-    await call(client, "git_diff", staged=True)
-    commit = await call(client, "git_commit", message="through a hostile config")
-    assert commit["subject"] == "through a hostile config"
-    assert sorted(p.name for p in markers.iterdir()) == []
-
-
 def _expand(value: Any, outside: str) -> Any:
     if isinstance(value, list):
         return [_expand(item, outside) for item in value]
@@ -189,3 +163,44 @@ async def test_a_repository_owned_by_another_user_still_works_for_a_root_server(
     for path in [tree["repo"], *tree["repo"].rglob("*")]:
         os.lchown(path, 1000, 1000)
     assert (await call(client, "git_status"))["clean"] is True
+
+
+async def test_the_first_commit_of_an_empty_repository_keeps_its_reflog(client, tree, monkeypatch):
+    """Identity comes from the server user's global config when the repository has none."""
+    home = tree["outside"] / "home"
+    home.mkdir()
+    (home / ".gitconfig").write_text("[user]\n\tname = Global Person\n\temail = global@example.invalid\n")
+    monkeypatch.setenv("HOME", str(home))
+    fresh = tree["allowed"] / "fresh"
+    fresh.mkdir()
+    sh_git(fresh, "init", "-q", "-b", "trunk")
+    (fresh / "one.txt").write_text("1\n")
+    assert (await call(client, "git_status", working_dir="fresh"))["branch"] == "No commits yet on trunk"
+    await call(client, "git_add", file_paths="one.txt", working_dir="fresh")
+    commit = await call(client, "git_commit", message="# a comment line\nFirst\n\n", working_dir="fresh")
+    assert (commit["subject"], commit["author"], commit["email"]) == ("First", "Global Person",
+                                                                    "global@example.invalid")
+    assert sh_git(fresh, "log", "--format=%B").strip() == "First"
+    assert sh_git(fresh, "reflog", "--format=%gs", "trunk").strip() == "commit (initial): First"
+
+
+async def test_a_linked_worktree_and_its_own_index(client, tree):
+    repo, linked = tree["repo"], tree["allowed"] / "linked-wt"
+    sh_git(repo, "worktree", "add", "-q", "-b", "side", str(linked))
+    (linked / "side.txt").write_text("side\n")
+    await call(client, "git_add", file_paths="side.txt", working_dir="linked-wt")
+    commit = await call(client, "git_commit", message="On the side", working_dir="linked-wt")
+    assert sh_git(repo, "log", "-1", "--format=%H", "side").strip() == commit["commit"]
+    assert (await call(client, "git_status"))["clean"] is True  # the main worktree's index is untouched
+    assert sh_git(repo, "rev-parse", "--abbrev-ref", "HEAD").strip() == "main"
+
+
+async def test_a_commit_during_an_unfinished_merge_is_refused(client, tree):
+    repo = tree["repo"]
+    head = sh_git(repo, "rev-parse", "HEAD").strip()
+    (repo / ".git" / "MERGE_HEAD").write_text(head + "\n")
+    (repo / "README.md").write_text("merged\n")
+    await call(client, "git_add", file_paths="README.md")
+    with pytest.raises(ToolError, match="MERGE_HEAD exists"):
+        await call(client, "git_commit", message="would drop the second parent")
+    assert sh_git(repo, "rev-parse", "HEAD").strip() == head

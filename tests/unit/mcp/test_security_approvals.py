@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 from pathlib import Path
 
 import pytest
 
+from services.mcp_server import approvals_cli
 from services.mcp_server.security import db
 from services.mcp_server.security.approvals import (
     AlreadyDecided,
@@ -169,3 +171,33 @@ def test_listing_filters_by_user_and_state(store: ApprovalStore, clock: Clock) -
     clock.now += 100
     assert store.find(states=("pending",)) == []
     assert len(store.find(states=("expired",))) == 1
+
+
+@pytest.mark.parametrize(("cli_timeout", "server_timeout", "after", "runs"), [
+    ("86400", 60, 61, False),  # a generous shell cannot stretch the server's window
+    ("1", 60, 30, True),  # nor can a stingy one cut it short
+])
+def test_the_server_window_decides_how_long_an_approval_lives_not_the_approvers_shell(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cli_timeout: str, server_timeout: int, after: int, runs: bool,
+) -> None:
+    monkeypatch.setenv("DATA_DIR", str(tmp_path))
+    monkeypatch.delenv("SECURITY_DB_PATH", raising=False)
+    monkeypatch.chdir(tmp_path)
+    path = db.initialize(make_settings(tmp_path))
+    clock = Clock()
+    clock.now = time.time()
+    server = ApprovalStore(path, server_timeout, clock=clock)
+    pending = server.gate("owner", "run_command", ARGS).request
+    monkeypatch.setenv("APPROVAL_TIMEOUT", cli_timeout)  # the environment `ai-approvals` happens to run in
+    assert approvals_cli.main(["--approve", pending.id]) == 0
+    clock.now += after
+    assert server.gate("owner", "run_command", ARGS).run is runs
+
+
+def test_the_window_is_the_one_the_server_has_when_the_approval_is_used(db_path: Path, clock: Clock) -> None:
+    pending = ApprovalStore(db_path, 60, clock=clock).gate("owner", "run_command", ARGS).request
+    ApprovalStore(db_path, 60, clock=clock).decide(pending.id, "admin", approve=True)
+    clock.now += 120
+    restarted = ApprovalStore(db_path, 600, clock=clock)  # the server came back with APPROVAL_TIMEOUT=600
+    assert restarted.get(pending.id).state(clock.now) == "approved"  # type: ignore[union-attr]
+    assert restarted.gate("owner", "run_command", ARGS).run is True

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -78,6 +79,8 @@ async def test_middleware_enforces_the_matrix(tmp_path: Path, role: str) -> None
 
 
 async def test_approval_applies_to_high_and_critical_only(tmp_path: Path) -> None:
+    # git_commit's approval is bound to the staged tree, so the root must be a repository for the rule to read.
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
     mcp, _ = build_server(make_settings(tmp_path), [every_catalog_tool])
     async with Client(mcp) as client:
         for tool, spec in TOOLS.items():
@@ -152,3 +155,15 @@ def test_owner_key_file_is_private_and_only_hashed_in_the_db(tmp_path: Path) -> 
 def test_unknown_owner_role_is_refused(tmp_path: Path) -> None:
     with pytest.raises(db.SecurityDbError, match="unknown role"):
         db.initialize(make_settings(tmp_path, MCP_OWNER_ROLE="superuser"))
+
+
+def test_two_migrations_with_one_number_are_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two branches that each add migration 0002 must not merge into a database that silently skips one."""
+    folder = tmp_path / "migrations"
+    folder.mkdir()
+    for path in sorted(db.MIGRATIONS.glob("*.sql")):
+        (folder / path.name).write_text(path.read_text())
+    (folder / "0002_from_another_branch.sql").write_text("CREATE TABLE other (id INTEGER);\n")
+    monkeypatch.setattr(db, "MIGRATIONS", folder)
+    with pytest.raises(db.SecurityDbError, match="share a number"):
+        db.initialize(make_settings(tmp_path / "data"))
