@@ -13,11 +13,11 @@ from pathlib import Path
 
 from fastmcp.exceptions import ToolError
 
-from services.mcp_server.security.safe_open import open_beneath
+from services.mcp_server.security.safe_open import O_PATH, open_beneath
 from services.mcp_server.settings import McpSettings
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
-_ROOT_FLAGS = os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC
+_ROOT_FLAGS = O_PATH | os.O_DIRECTORY | os.O_CLOEXEC
 
 
 class MissingPathError(ToolError):

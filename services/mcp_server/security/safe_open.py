@@ -13,6 +13,7 @@ import functools
 import os
 import platform
 import stat
+import sys
 from collections.abc import Callable, Generator, Iterator
 
 RESOLVE_NO_MAGICLINKS = 0x02
@@ -24,7 +25,10 @@ _AT_FDCWD = -100
 _EAGAIN_TRIES = 8
 
 # O_PATH: walking needs only search permission on a folder, not read permission, as a path lookup would.
-_STEP_FLAGS = os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+# Both are Linux's; elsewhere a plain read-only open and no O_TMPFILE keep the walk working.
+O_PATH: int = getattr(os, "O_PATH", os.O_RDONLY)
+_O_TMPFILE: int = getattr(os, "O_TMPFILE", 0)
+_STEP_FLAGS = O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _WALK_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
 
 Openat2 = Callable[[int, bytes, int, int, int], int]
@@ -37,7 +41,7 @@ class _OpenHow(ctypes.Structure):
 @functools.cache
 def openat2_call() -> Openat2 | None:
     """The openat2 system call through libc's syscall(), or None when this machine or kernel lacks it."""
-    number = _SYS_OPENAT2.get(platform.machine())
+    number = _SYS_OPENAT2.get(platform.machine()) if sys.platform == "linux" else None
     if number is None:
         return None
     syscall = ctypes.CDLL(None, use_errno=True).syscall
@@ -53,7 +57,7 @@ def openat2_call() -> Openat2 | None:
         return fd
 
     try:
-        os.close(call(_AT_FDCWD, b"/", os.O_PATH | os.O_CLOEXEC, 0, RESOLVE_NO_SYMLINKS))
+        os.close(call(_AT_FDCWD, b"/", O_PATH | os.O_CLOEXEC, 0, RESOLVE_NO_SYMLINKS))
     except OSError:
         # ENOSYS before Linux 5.6, EPERM under a seccomp profile that does not know the call: the walk is as safe.
         return None
@@ -76,7 +80,7 @@ def open_beneath(root_fd: int, relative: str, flags: int, mode: int = 0) -> int:
 def open_by_openat2(call: Openat2, root_fd: int, relative: str, flags: int, mode: int = 0) -> int:
     """One openat2 call; EAGAIN (the kernel saw a rename race it could not rule out) is retried a few times."""
     name = os.fsencode(relative or ".")
-    mode = mode if flags & (os.O_CREAT | os.O_TMPFILE) else 0
+    mode = mode if flags & (os.O_CREAT | _O_TMPFILE) else 0
     # Without O_NOFOLLOW, RESOLVE_NO_SYMLINKS refuses a symlink as the last component too, with ELOOP; with it,
     # O_DIRECTORY would report that symlink as "not a directory" instead.
     flags = (flags & ~os.O_NOFOLLOW) | os.O_CLOEXEC

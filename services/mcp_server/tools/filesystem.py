@@ -25,7 +25,7 @@ from mcp.types import ToolAnnotations
 from pydantic import Field
 
 from services.mcp_server.security.paths import MissingPathError, PathGuard
-from services.mcp_server.security.safe_open import walk_tree
+from services.mcp_server.security.safe_open import O_PATH, walk_tree
 from services.mcp_server.settings import McpSettings
 
 MAX_LIST_ENTRIES = 1000
@@ -179,7 +179,7 @@ def _search_result(
 def system_info(guard: PathGuard, folder: Path) -> dict[str, Any]:
     """Platform, CPU, memory and disk facts; nothing from the environment, so no secrets."""
     memory = psutil.virtual_memory()
-    with guard.opened(folder, os.O_PATH | os.O_DIRECTORY) as fd:
+    with guard.opened(folder, O_PATH | os.O_DIRECTORY) as fd:
         disk = os.fstatvfs(fd)
     free, used = disk.f_bavail * disk.f_frsize, (disk.f_blocks - disk.f_bfree) * disk.f_frsize
     return {
