@@ -1,8 +1,10 @@
-"""Path guard: every file a tool touches resolves (realpath) inside an allowed root, and writes never follow links."""
+"""Path guard: every path a tool names resolves (realpath) inside an allowed root, and is then opened below that
+root's descriptor without following any symlink, so a folder swapped for a link after the check cannot redirect it."""
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import secrets
 import stat
@@ -11,9 +13,15 @@ from pathlib import Path
 
 from fastmcp.exceptions import ToolError
 
+from services.mcp_server.security.safe_open import O_PATH, open_beneath
 from services.mcp_server.settings import McpSettings
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_ROOT_FLAGS = O_PATH | os.O_DIRECTORY | os.O_CLOEXEC
+
+
+class MissingPathError(ToolError):
+    """The path, or a folder on its way, does not exist (callers may add a hint such as create_parents)."""
 
 
 class PathGuard:
@@ -85,6 +93,39 @@ class PathGuard:
             return self._real(candidate)
         return self._real(candidate.parent) / candidate.name
 
+    def locate(self, path: str, working_dir: str | None = None) -> Path:
+        """Resolve `path` with realpath and check it is allowed; whether it exists is left to the open that follows.
+
+        The result is a hint, not a promise: `opened` re-walks it below the root and refuses any symlink on the way.
+        """
+        if not path or "\0" in path:
+            raise ToolError("path is empty or contains a NUL byte")
+        return self.check(self._real(self.absolute(path, self.base(working_dir))), path)
+
+    @contextlib.contextmanager
+    def opened(self, real: Path, flags: int, shown: str | None = None) -> Iterator[int]:
+        """Open an allowed, resolved path below its root's fd, never through a symlink; judge the fd, not the path."""
+        fd = self.open_fd(real, flags, shown)
+        try:
+            yield fd
+        finally:
+            os.close(fd)
+
+    def open_fd(self, real: Path, flags: int, shown: str | None = None, mode: int = 0) -> int:
+        """`opened` without the context: the caller closes the returned descriptor."""
+        shown = shown or self.display(real)
+        root, relative = self._root_of(real, shown)
+        try:
+            root_fd = os.open(root, _ROOT_FLAGS)
+        except OSError as exc:
+            raise ToolError(f"cannot open the allowed root {self.display(root)!r}: {exc.strerror}") from exc
+        try:
+            return open_beneath(root_fd, relative, flags, mode)
+        except OSError as exc:
+            raise self._open_error(exc, shown, flags) from exc
+        finally:
+            os.close(root_fd)
+
     def write_atomic(self, path: Path, data: bytes) -> bool:
         """Write via a temp file in the same folder and rename it over `path`; returns True if the file is new."""
         with self.open_dir(path.parent) as dir_fd, _os_errors("write", self.display(path)):
@@ -110,57 +151,50 @@ class PathGuard:
             return existing is None
 
     def make_dirs(self, path: Path) -> bool:
-        """Create `path` and missing parents one component at a time, never through a symlink; True if created."""
-        ancestor = path
-        while not ancestor.exists():
-            ancestor = ancestor.parent
-        if not ancestor.is_dir():
-            raise ToolError(f"{self.display(ancestor)!r} is not a directory")
-        missing = path.relative_to(ancestor).parts
-        with self.open_dir(ancestor) as fd, _os_errors("create", self.display(path)):
-            current = fd
+        """Create `path` and missing parents one component at a time from the root's fd, never through a symlink."""
+        shown = self.display(path)
+        root, relative = self._root_of(path, shown)
+        created, here = False, root
+        with _os_errors("create", shown):
+            current = os.open(root, _DIR_FLAGS)
             try:
-                for part in missing:
-                    os.mkdir(part, 0o755, dir_fd=current)
-                    child = os.open(part, _DIR_FLAGS, dir_fd=current)
-                    parent, current = current, child
-                    _keep_owner(child, os.fstat(parent), None)
-                    if parent != fd:
-                        os.close(parent)
-            finally:
-                if current != fd:
+                for part in Path(relative).parts:
+                    here = here / part
+                    child, made = self._child_dir(current, here, shown)
                     os.close(current)
-        return bool(missing)
+                    current, created = child, created or made
+            finally:
+                os.close(current)
+        return created
 
-    def read_bytes(self, path: Path, limit: int) -> bytes:
-        """Read at most `limit` + 1 bytes of a regular file without following a symlink at the last step."""
-        # O_NONBLOCK: opening a planted FIFO must not hang; only regular files are read below.
-        with _os_errors("read", self.display(path)):
-            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
-        with os.fdopen(fd, "rb") as handle, _os_errors("read", self.display(path)):
-            if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
-                raise ToolError(f"{self.display(path)!r} is not a regular file")
-            return handle.read(limit + 1)
+    def _child_dir(self, parent: int, here: Path, shown: str) -> tuple[int, bool]:
+        """Open (or make, then open) the folder `here` in `parent`; True when this call made it."""
+        made = False
+        try:
+            return self._open_child_dir(parent, here, shown), made
+        except FileNotFoundError:
+            with contextlib.suppress(FileExistsError):  # made by someone else meanwhile: judged like any other
+                os.mkdir(here.name, 0o755, dir_fd=parent)
+                made = True
+        child = self._open_child_dir(parent, here, shown)
+        if made:
+            _keep_owner(child, os.fstat(parent), None)
+        return child, made
+
+    def _open_child_dir(self, parent: int, here: Path, shown: str) -> int:
+        try:
+            return os.open(here.name, _DIR_FLAGS, dir_fd=parent)
+        except NotADirectoryError as exc:  # O_DIRECTORY|O_NOFOLLOW reports a symlink this way too
+            existing = _lstat(here.name, parent)
+            if existing is not None and stat.S_ISLNK(existing.st_mode):
+                raise ToolError(f"path {shown!r} goes through a symbolic link") from exc
+            raise ToolError(f"{self.display(here)!r} exists and is not a directory") from exc
 
     @contextlib.contextmanager
     def open_dir(self, folder: Path) -> Iterator[int]:
-        """Open a folder without following a final symlink and re-check where the open handle really is."""
-        try:
-            fd = os.open(folder, _DIR_FLAGS)
-        except FileNotFoundError as exc:
-            raise ToolError(f"folder {self.display(folder)!r} does not exist") from exc
-        except NotADirectoryError as exc:
-            raise ToolError(f"{self.display(folder)!r} is not a directory") from exc
-        except OSError as exc:
-            raise ToolError(f"cannot open folder {self.display(folder)!r}: {exc.strerror}") from exc
-        try:
-            # A folder swapped for a symlink after the check would show up here as a different real path.
-            proc_link = f"/proc/self/fd/{fd}"
-            real = Path(os.readlink(proc_link)) if os.path.exists(proc_link) else folder
-            self.check(real, self.display(folder))
+        """Open an allowed folder below its root without following any symlink."""
+        with self.opened(folder, _DIR_FLAGS) as fd:
             yield fd
-        finally:
-            os.close(fd)
 
     def absolute(self, path: str, base: Path) -> Path:
         """`path` made absolute against `base`, with host paths mapped under the container mount."""
@@ -172,7 +206,39 @@ class PathGuard:
         return raw
 
     def _real(self, path: Path) -> Path:
-        return Path(os.path.realpath(path))
+        try:
+            return Path(os.path.realpath(path))
+        except OSError as exc:
+            # realpath lstat()s a component and then readlink()s it; a link swapped for a folder in between
+            # makes readlink fail with EINVAL, which must not reach the caller as "[Errno 22]".
+            shown = self.display(path)
+            raise ToolError(f"path {shown!r} changed while it was being resolved; try again") from exc
+
+    def _root_of(self, real: Path, shown: str) -> tuple[Path, str]:
+        """The allowed root that holds `real`, and `real` relative to it (string work: this runs on every open)."""
+        text = str(real)
+        for root in self.roots:
+            base = str(root)
+            if text == base:
+                return root, ""
+            prefix = base if base.endswith("/") else base + "/"
+            if text.startswith(prefix):
+                return root, text[len(prefix):]
+        raise ToolError(f"path {shown!r} is outside the allowed roots ({self.roots_text()})")
+
+    def _open_error(self, exc: OSError, shown: str, flags: int) -> ToolError:
+        """A failed open below a root as a message for the caller: the reason in words, never an errno."""
+        if exc.errno == errno.ELOOP:
+            return ToolError(f"path {shown!r} goes through a symbolic link")
+        if exc.errno == errno.EXDEV:
+            return ToolError(f"path {shown!r} is outside the allowed roots ({self.roots_text()})")
+        if exc.errno == errno.ENOENT:
+            return MissingPathError(f"{shown!r} does not exist")
+        if exc.errno == errno.ENOTDIR:
+            if flags & os.O_DIRECTORY:
+                return ToolError(f"{shown!r} is not a directory")
+            return ToolError(f"a folder on the way to {shown!r} is not a directory")
+        return ToolError(f"cannot open {shown!r}: {exc.strerror or 'system error'}")
 
     def _check_parent_chain(self, real: Path, shown: str) -> None:
         ancestor = real.parent

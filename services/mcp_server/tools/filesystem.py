@@ -1,13 +1,19 @@
-"""Filesystem tools: list, read, write (atomic), create folders, search, and a system summary."""
+"""Filesystem tools: list, read, write (atomic), create folders, search, and a system summary.
+
+Every tool opens what it touches through PathGuard below an allowed root's descriptor, with no symlink followed,
+and judges the opened descriptor (its kind and size), so a folder swapped for a link mid-call leaks nothing.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import os
 import platform
 import stat
 import sys
 import time
+from collections.abc import Generator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -18,13 +24,17 @@ from fastmcp.exceptions import ToolError
 from mcp.types import ToolAnnotations
 from pydantic import Field
 
-from services.mcp_server.security.paths import PathGuard
+from services.mcp_server.security.paths import MissingPathError, PathGuard
+from services.mcp_server.security.safe_open import O_PATH, walk_tree
 from services.mcp_server.settings import McpSettings
 
 MAX_LIST_ENTRIES = 1000
 MAX_SEARCH_RESULTS = 1000
 MAX_SEARCH_FILES = 20_000
 SKIPPED_FOLDERS = frozenset({".git", ".hg", ".svn", "node_modules", "__pycache__", ".venv"})
+# O_NONBLOCK: opening a planted FIFO must not hang; O_NOCTTY: a planted terminal device must not become ours.
+FILE_FLAGS = os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY
+FOLDER_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NONBLOCK
 
 READ_ONLY = ToolAnnotations(read_only_hint=True, open_world_hint=False)
 WRITES = ToolAnnotations(read_only_hint=False, destructive_hint=False, open_world_hint=False)
@@ -45,8 +55,11 @@ def printable(name: str) -> str:
     return name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
-def _entry(item: os.DirEntry[str]) -> dict[str, Any]:
-    info = item.stat(follow_symlinks=False)
+def _entry(item: os.DirEntry[str]) -> dict[str, Any] | None:
+    try:
+        info = item.stat(follow_symlinks=False)
+    except FileNotFoundError:
+        return None  # removed since the folder was read
     return {
         "name": printable(item.name), "type": _kind(info.st_mode), "size": info.st_size,
         "modified": datetime.fromtimestamp(info.st_mtime, UTC).isoformat(timespec="seconds"),
@@ -63,12 +76,41 @@ def decode_text(data: bytes, shown: str) -> str:
         raise ToolError(f"{shown!r} is not UTF-8 text (byte {exc.start}); read_file returns text only") from exc
 
 
-def list_folder(guard: PathGuard, folder: Path, include_hidden: bool) -> dict[str, Any]:
-    """Entries of one folder, sorted, without following symlinks."""
-    if not folder.is_dir():
-        raise ToolError(f"{guard.display(folder)!r} is not a directory")
-    with os.scandir(folder) as items:
-        entries = [_entry(item) for item in items if include_hidden or not item.name.startswith(".")]
+def read_limited(guard: PathGuard, real: Path, shown: str, limit: int) -> bytes:
+    """The bytes of a regular file, judged by its open descriptor: a folder, a device or more than `limit` fails."""
+    with guard.opened(real, FILE_FLAGS, shown) as fd:
+        info = os.fstat(fd)
+        if stat.S_ISDIR(info.st_mode):
+            raise ToolError(f"{shown!r} is a directory; use list_files")
+        if not stat.S_ISREG(info.st_mode):
+            raise ToolError(f"{shown!r} is not a regular file")
+        # The size on the descriptor turns most big files away unread; the bounded read catches one still growing.
+        if info.st_size <= limit:
+            data = _read_up_to(fd, limit + 1, shown)
+            if len(data) <= limit:
+                return data
+    raise ToolError(f"{shown!r} is larger than {limit} bytes (TOOL_MAX_READ_BYTES)")
+
+
+def _read_up_to(fd: int, size: int, shown: str) -> bytes:
+    chunks, left = [], size
+    try:
+        while left > 0:
+            chunk = os.read(fd, left)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            left -= len(chunk)
+    except OSError as exc:
+        raise ToolError(f"cannot read {shown!r}: {exc.strerror or 'system error'}") from exc
+    return b"".join(chunks)
+
+
+def list_folder(guard: PathGuard, folder: Path, shown: str, include_hidden: bool) -> dict[str, Any]:
+    """Entries of one folder, sorted, read from its descriptor without following symlinks."""
+    with guard.opened(folder, FOLDER_FLAGS, shown) as fd, os.scandir(fd) as items:
+        found = [_entry(item) for item in items if include_hidden or not item.name.startswith(".")]
+    entries = [entry for entry in found if entry is not None]
     entries.sort(key=lambda entry: (entry["type"] != "directory", entry["name"]))
     return {
         "path": guard.display(folder), "entries": entries[:MAX_LIST_ENTRIES],
@@ -77,33 +119,39 @@ def list_folder(guard: PathGuard, folder: Path, include_hidden: bool) -> dict[st
 
 
 def search_tree(
-    guard: PathGuard, folder: Path, pattern: str, content: str | None, max_results: int, read_limit: int
+    guard: PathGuard, folder: Path, shown: str, pattern: str, content: str | None, max_results: int, read_limit: int
 ) -> dict[str, Any]:
-    """Walk `folder` (no symlinks followed) for names matching `pattern`, optionally lines containing `content`."""
+    """Walk `folder` by descriptors (never into a symlink) for names matching `pattern`, optionally with `content`."""
     matches: list[dict[str, Any]] = []
     scanned = 0
     needle = content.lower() if content else None
-    for dirpath, dirnames, filenames in os.walk(folder, followlinks=False):
-        dirnames[:] = sorted(d for d in dirnames if d not in SKIPPED_FOLDERS)
-        for name in sorted(filenames):
+    with guard.opened(folder, FOLDER_FLAGS, shown) as top, contextlib.closing(_tree_files(top)) as files:
+        for dir_fd, name, relative in files:
             scanned += 1
-            path = Path(dirpath) / name
-            relative = printable(str(path.relative_to(folder)))
             if not (fnmatch.fnmatch(name, pattern) or fnmatch.fnmatch(relative, pattern)):
                 continue
             if needle is None:
                 matches.append({"path": relative})
             else:
-                matches.extend(_content_hits(path, relative, needle, read_limit, max_results - len(matches)))
+                matches.extend(_content_hits(dir_fd, name, relative, needle, read_limit, max_results - len(matches)))
             if len(matches) >= max_results or scanned >= MAX_SEARCH_FILES:
                 return _search_result(guard, folder, matches[:max_results], scanned, truncated=True)
     return _search_result(guard, folder, matches, scanned, truncated=False)
 
 
-def _content_hits(path: Path, relative: str, needle: str, read_limit: int, room: int) -> list[dict[str, Any]]:
+def _tree_files(top: int) -> Generator[tuple[int, str, str]]:
+    """(folder fd, name, path relative to the top) for every non-folder entry, in walk order."""
+    for prefix, dir_fd, names in walk_tree(top, SKIPPED_FOLDERS):
+        for name in names:
+            yield dir_fd, name, printable(prefix + name)
+
+
+def _content_hits(
+    dir_fd: int, name: str, relative: str, needle: str, read_limit: int, room: int
+) -> list[dict[str, Any]]:
     try:
-        # O_NOFOLLOW: a symlink in the tree may point outside the roots, so it is never read.
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+        # O_NOFOLLOW by name in the folder's fd: a symlink in the tree may point outside the roots, so it is never read.
+        fd = os.open(name, FILE_FLAGS | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
         with os.fdopen(fd, "rb") as handle:
             info = os.fstat(handle.fileno())
             if not stat.S_ISREG(info.st_mode) or info.st_size > read_limit:
@@ -131,7 +179,9 @@ def _search_result(
 def system_info(guard: PathGuard, folder: Path) -> dict[str, Any]:
     """Platform, CPU, memory and disk facts; nothing from the environment, so no secrets."""
     memory = psutil.virtual_memory()
-    disk = psutil.disk_usage(str(folder))
+    with guard.opened(folder, O_PATH | os.O_DIRECTORY) as fd:
+        disk = os.fstatvfs(fd)
+    free, used = disk.f_bavail * disk.f_frsize, (disk.f_blocks - disk.f_bfree) * disk.f_frsize
     return {
         "platform": {"system": platform.system(), "release": platform.release(), "machine": platform.machine()},
         "python": platform.python_version(),
@@ -139,7 +189,8 @@ def system_info(guard: PathGuard, folder: Path) -> dict[str, Any]:
         "cpu": {"logical": psutil.cpu_count(), "physical": psutil.cpu_count(logical=False),
                 "percent": psutil.cpu_percent(interval=None)},
         "memory": {"total": memory.total, "available": memory.available, "percent": memory.percent},
-        "disk": {"path": guard.display(folder), "total": disk.total, "free": disk.free, "percent": disk.percent},
+        "disk": {"path": guard.display(folder), "total": disk.f_blocks * disk.f_frsize, "free": free,
+                 "percent": round(100 * used / (used + free), 1) if used + free else 0.0},
         "uptime_seconds": int(time.time() - psutil.boot_time()),
         "allowed_roots": [guard.display(root) for root in guard.roots],
     }
@@ -156,7 +207,7 @@ def register(mcp: FastMCP, settings: McpSettings) -> None:
         working_dir: WorkingDir = None,
     ) -> dict[str, Any]:
         """List a folder's entries with type, size and modification time."""
-        return list_folder(guard, guard.resolve(path, working_dir), include_hidden)
+        return list_folder(guard, guard.locate(path, working_dir), path, include_hidden)
 
     @mcp.tool(name="read_file", annotations=READ_ONLY)
     def read_file(
@@ -164,13 +215,8 @@ def register(mcp: FastMCP, settings: McpSettings) -> None:
         working_dir: WorkingDir = None,
     ) -> dict[str, Any]:
         """Read a UTF-8 text file (up to TOOL_MAX_READ_BYTES)."""
-        real = guard.resolve(path, working_dir)
-        if real.is_dir():
-            raise ToolError(f"{path!r} is a directory; use list_files")
-        limit = settings.max_read_bytes
-        data = guard.read_bytes(real, limit)
-        if len(data) > limit:
-            raise ToolError(f"{path!r} is larger than {limit} bytes (TOOL_MAX_READ_BYTES)")
+        real = guard.locate(path, working_dir)
+        data = read_limited(guard, real, path, settings.max_read_bytes)
         return {"path": guard.display(real), "size": len(data), "content": decode_text(data, path)}
 
     @mcp.tool(name="write_file", annotations=OVERWRITES)
@@ -184,10 +230,12 @@ def register(mcp: FastMCP, settings: McpSettings) -> None:
         real = guard.resolve_new(path, working_dir)
         if create_parents:
             guard.make_dirs(real.parent)
-        elif not real.parent.is_dir():
-            raise ToolError(f"the folder of {path!r} does not exist; pass create_parents=true or create it first")
         data = content.encode("utf-8")
-        created = guard.write_atomic(real, data)
+        try:
+            created = guard.write_atomic(real, data)
+        except MissingPathError as exc:
+            hint = f"the folder of {path!r} does not exist; pass create_parents=true or create it first"
+            raise ToolError(hint) from exc
         return {"path": guard.display(real), "bytes_written": len(data), "created": created}
 
     @mcp.tool(name="create_directory", annotations=WRITES)
@@ -197,8 +245,6 @@ def register(mcp: FastMCP, settings: McpSettings) -> None:
     ) -> dict[str, Any]:
         """Create a folder and any missing parents inside the allowed roots."""
         real = guard.resolve_new(path, working_dir)
-        if real.exists() and not real.is_dir():
-            raise ToolError(f"{path!r} exists and is not a directory")
         return {"path": guard.display(real), "created": guard.make_dirs(real)}
 
     @mcp.tool(name="search_files", annotations=READ_ONLY)
@@ -212,10 +258,8 @@ def register(mcp: FastMCP, settings: McpSettings) -> None:
         working_dir: WorkingDir = None,
     ) -> dict[str, Any]:
         """Find files by name pattern and optionally by content, below a folder (symlinks are not followed)."""
-        folder = guard.resolve(path, working_dir)
-        if not folder.is_dir():
-            raise ToolError(f"{path!r} is not a directory")
-        return search_tree(guard, folder, pattern, content, max_results, settings.max_read_bytes)
+        folder = guard.locate(path, working_dir)
+        return search_tree(guard, folder, path, pattern, content, max_results, settings.max_read_bytes)
 
     @mcp.tool(name="get_system_info", annotations=READ_ONLY)
     def get_system_info(working_dir: WorkingDir = None) -> dict[str, Any]:

@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 from fastmcp import Client, FastMCP
 from fastmcp.exceptions import ToolError
@@ -115,11 +116,44 @@ async def test_search_files_by_name_and_content_without_following_links_out(clie
     assert len(bounded["matches"]) == 1 and bounded["truncated"] is True
 
 
-async def test_get_system_info_describes_the_machine_without_secrets(client, monkeypatch):
+async def test_get_system_info_describes_the_machine_without_secrets(client, monkeypatch, tree):
     monkeypatch.setenv("API_KEY", "sk-do-not-leak-1234")
     info = await call(client, "get_system_info")
     assert info["memory"]["total"] > 0 and info["cpu"]["logical"] >= 1 and info["python"].count(".") == 2
+    disk = psutil.disk_usage(str(tree["allowed"]))  # read from the folder's descriptor, the same numbers
+    assert info["disk"]["total"] == disk.total and abs(info["disk"]["percent"] - disk.percent) < 1
     assert "sk-do-not-leak-1234" not in json.dumps(info)
+
+
+async def test_links_that_stay_inside_a_root_still_work_for_every_tool(client, tree):
+    """Paths are resolved first, so an in-root link is followed to its real place, which is then opened link-free."""
+    (tree["allowed"] / "linked").symlink_to(tree["allowed"] / "src", target_is_directory=True)
+    read = await call(client, "read_file", path="linked/main.py")
+    assert read["path"] == str(tree["allowed"] / "src" / "main.py") and "hello world" in read["content"]
+    listing = await call(client, "list_files", path="linked")
+    assert {entry["name"] for entry in listing["entries"]} == {"pkg", "main.py"}
+    found = await call(client, "search_files", path="linked", content="helper")
+    assert [match["path"] for match in found["matches"]] == ["pkg/util.py"]
+    await call(client, "write_file", path="linked/pkg/new.txt", content="x")
+    assert (tree["allowed"] / "src" / "pkg" / "new.txt").read_text() == "x"
+
+
+@pytest.mark.parametrize(
+    ("tool", "args"),
+    [
+        ("read_file", {"path": "notes.md/x"}),
+        ("read_file", {"path": "missing/x.txt"}),
+        ("list_files", {"path": "notes.md"}),
+        ("search_files", {"path": "notes.md"}),
+        ("write_file", {"path": "notes.md/x.txt", "content": "x"}),
+        ("create_directory", {"path": "notes.md/sub"}),
+        ("read_file", {"path": "x" * 300}),
+    ],
+)
+async def test_failures_are_told_in_words_never_as_an_errno(client, tool, args):
+    with pytest.raises(ToolError) as failed:
+        await call(client, tool, **args)
+    assert "Errno" not in str(failed.value) and "Error calling tool" not in str(failed.value)
 
 
 @pytest.mark.parametrize(

@@ -87,6 +87,24 @@ def test_new_paths_need_an_allowed_existing_ancestor(guard, tree):
         guard.resolve("missing.txt")
 
 
+def test_the_open_resolves_nothing_itself_and_refuses_a_link_met_on_the_way_in_words(guard, tree):
+    """locate() follows in-root links to the real place; opened() then takes no link at all, as after a swap."""
+    real = guard.locate("inner/a.txt")
+    assert real == tree["allowed"] / "sub" / "a.txt"
+    with guard.opened(real, os.O_RDONLY) as fd:
+        assert os.read(fd, 100) == b"inside"
+    for unresolved in ("escape/secret.txt", "inner/a.txt"):
+        with pytest.raises(ToolError, match="goes through a symbolic link") as refused:
+            guard.open_fd(tree["allowed"] / unresolved, os.O_RDONLY, unresolved)
+        assert "Errno" not in str(refused.value)
+    with pytest.raises(ToolError, match="does not exist"):
+        guard.open_fd(tree["allowed"] / "sub" / "gone.txt", os.O_RDONLY)
+    with pytest.raises(ToolError, match="is not a directory"):
+        guard.open_fd(tree["allowed"] / "sub" / "a.txt", os.O_RDONLY | os.O_DIRECTORY)
+    with pytest.raises(ToolError, match="outside the allowed roots"):
+        guard.open_fd(tree["outside"] / "secret.txt", os.O_RDONLY)
+
+
 def test_atomic_write_replaces_content_keeps_mode_and_leaves_no_temp_file(guard, tree):
     target = tree["allowed"] / "sub" / "a.txt"
     target.chmod(0o600)
