@@ -19,6 +19,7 @@ import pytest
 from fastmcp import Client, FastMCP
 from fastmcp.exceptions import ToolError
 
+from services.mcp_server.security.bwrap import bwrap_argv
 from services.mcp_server.security.sandbox import PythonLimits, RunResult, run_python, sandbox_interpreter
 from services.mcp_server.settings import McpSettings
 from services.mcp_server.tools import execution
@@ -194,3 +195,20 @@ async def test_the_weaker_mode_runs_without_bubblewrap_only_when_asked(tmp_path)
     settings = settings_with(tmp_path, BWRAP_PATH=str(tmp_path / "no-bwrap"), PYTHON_SANDBOX="none-unsafe")
     result = await call_with(settings, "print(6 * 7)")
     assert (result["exit_code"], result["stdout"]) == (0, "42\n")
+
+
+async def test_a_sandbox_bubblewrap_cannot_build_is_an_error_not_an_exit_code(tmp_path):
+    """A BWRAP_PATH that fails before starting the code (here /bin/false) must not pass for the code's exit 1."""
+    settings = settings_with(tmp_path, BWRAP_PATH="/bin/false")
+    with pytest.raises(ToolError, match="bubblewrap could not build the sandbox, so the code did not run"):
+        await call_with(settings, "print(1)")
+
+
+def test_the_view_binds_only_the_interpreter_its_library_and_the_system_libraries(tmp_path):
+    argv = bwrap_argv(BWRAP, "/opt/python/bin/python3.11", tmp_path, 9)
+    binds = [argv[i + 1] for i, arg in enumerate(argv) if arg in ("--bind", "--ro-bind", "--ro-bind-try")]
+    assert "/opt/python/bin/python3.11" in binds and "/opt/python/lib" in binds
+    assert [b for b in binds if not b.startswith(("/usr/lib", "/lib", "/opt/python/", "/etc/ld.so.cache",
+                                                   "/etc/localtime"))] == [str(tmp_path)]
+    writable = [argv[i + 1] for i, arg in enumerate(argv) if arg == "--bind"]
+    assert writable == [str(tmp_path)] and argv[-4:] == ["--remount-ro", "/dev", "--remount-ro", "/"]
