@@ -44,9 +44,11 @@ lock: $(UV) ## Re-resolve uv.lock: every package (or only PACKAGE=name) to its n
 audit: $(STAMP) ## pip-audit the locked tree against known vulnerabilities (needs the internet)
 	$(BIN)/python scripts/audit.py
 
-# Debian programs the suite starts itself (PROGRAM=PACKAGE): the browser of the web tools.
+# Debian programs the suite starts itself (PROGRAM=PACKAGE): the browser of the web tools, and bubblewrap, the
+# sandbox execute_python runs in.
 CHROMIUM_PATH ?= /usr/bin/chromium
-SYSTEM_PACKAGES := $(CHROMIUM_PATH)=chromium
+BWRAP_PATH ?= /usr/bin/bwrap
+SYSTEM_PACKAGES := $(CHROMIUM_PATH)=chromium $(BWRAP_PATH)=bubblewrap
 
 system-packages: ## Install the Debian packages the suite uses (apt-get), each only when missing
 	@bash scripts/install-debian-packages.sh $(SYSTEM_PACKAGES)

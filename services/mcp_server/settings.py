@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import NoDecode
@@ -101,6 +101,14 @@ class McpSettings(SuiteSettings):
     )
     rag_url: str = Field("http://127.0.0.1:8002", alias="RAG_URL", description="Base URL of the RAG service.")
     rag_timeout: float = Field(120.0, alias="RAG_LLM_TIMEOUT", gt=0, description="Seconds per RAG call.")
+    python_sandbox: Literal["bwrap", "none-unsafe"] = Field(
+        "bwrap", alias="PYTHON_SANDBOX",
+        description="How execute_python confines code: bwrap (bubblewrap; refuses to run without it) or "
+        "none-unsafe (rlimits and an unprivileged user only: not a sandbox).",
+    )
+    bwrap_path: Path = Field(
+        Path("/usr/bin/bwrap"), alias="BWRAP_PATH", description="bubblewrap binary execute_python runs code inside."
+    )
 
     _split_lists = field_validator(
         "allowed_roots", "command_allowlist", "web_allowed_hosts", mode="before"

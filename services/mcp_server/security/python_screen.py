@@ -1,6 +1,7 @@
 """AST screen for execute_python: refuses code that could reach the OS before it ever runs.
 
-It is the first of two layers; the sandbox (rlimits, unprivileged user, empty env, timeout) is the second.
+It is the first of two layers, a filter that fails early with a clear reason; the boundary is the second, the
+sandbox (bubblewrap, rlimits, unprivileged user, empty env, timeout), which must hold even with this screen off.
 Imports are checked against an allowlist because many stdlib modules re-export `os` or `sys` (`typing.sys`,
 `random._os`) or hand out objects by a runtime name (`operator.attrgetter`, `string.Formatter.get_field`,
 `typing.get_type_hints`, which evaluates strings). Private attributes and those re-exported names are refused.

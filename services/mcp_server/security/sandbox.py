@@ -1,9 +1,10 @@
 """Child processes with a scrubbed environment, capped output, a timeout that kills the whole process group, and
-(for untrusted Python) resource limits and an unprivileged user."""
+(for untrusted Python) resource limits, an unprivileged user and bubblewrap (security/bwrap.py)."""
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import pwd
 import select
@@ -17,6 +18,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
+
+from services.mcp_server.security.bwrap import run_confined
 
 FIXED_PATH = "/usr/local/bin:/usr/bin:/bin"
 SANDBOX_USER = "nobody"
@@ -76,13 +79,13 @@ class _CappedReader(threading.Thread):
 
 def run_limited(
     argv: list[str], *, cwd: Path, env: dict[str, str], timeout: float, max_output: int,
-    user: int | None = None, group: int | None = None, stdin_data: bytes | None = None,
+    user: int | None = None, group: int | None = None, stdin_data: bytes | None = None, pass_fds: tuple[int, ...] = (),
 ) -> RunResult:
     """Run argv in its own session; on timeout or exit, SIGKILL whatever is left in its process group."""
     started = time.monotonic()
     proc = subprocess.Popen(  # noqa: S603 - argv only, never a shell
         argv, cwd=cwd, env=env, stdin=subprocess.PIPE if stdin_data is not None else subprocess.DEVNULL,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True, close_fds=True,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True, close_fds=True, pass_fds=pass_fds,
         user=user, group=group, extra_groups=[] if user is not None else None,
     )
     readers = [_CappedReader(stream, max_output) for stream in (proc.stdout, proc.stderr) if stream is not None]
@@ -125,8 +128,9 @@ def _wait_unreaped(pid: int, timeout: float) -> bool:
         os.close(fd)
 
 
-def run_python(code: str, limits: PythonLimits) -> RunResult:
-    """Run untrusted code in `python -I -S` inside a fresh temp folder with rlimits and no inherited environment."""
+def run_python(code: str, limits: PythonLimits, *, bwrap: Path | None) -> RunResult:
+    """Run untrusted code in `python -I -S` inside a fresh scratch folder with rlimits and no inherited environment,
+    confined by bubblewrap at `bwrap` (None only for PYTHON_SANDBOX=none-unsafe)."""
     interpreter = sandbox_interpreter()
     identity = sandbox_identity(interpreter)
     workdir = Path(tempfile.mkdtemp(prefix="mcp-py-"))
@@ -136,11 +140,17 @@ def run_python(code: str, limits: PythonLimits) -> RunResult:
         if identity is not None:
             for item in (workdir, script):
                 os.chown(item, *identity)
-        return run_limited(
-            [interpreter, "-I", "-S", "-c", _BOOTSTRAP, *_rlimit_args(limits), interpreter, str(script)],
-            cwd=workdir, env=base_env(workdir), timeout=limits.timeout, max_output=limits.max_output_bytes,
-            user=identity[0] if identity else None, group=identity[1] if identity else None,
+        command = [interpreter, "-I", "-S", "-c", _BOOTSTRAP, *_rlimit_args(limits), interpreter, str(script)]
+        # bubblewrap starts as the unprivileged user too: started as root it would run the code as uid 0 (without
+        # capabilities, yet the owner of every root file in view), and RLIMIT_NPROC does not hold for root.
+        run = functools.partial(
+            run_limited, cwd=workdir, env=base_env(workdir), timeout=limits.timeout,
+            max_output=limits.max_output_bytes, user=identity[0] if identity else None,
+            group=identity[1] if identity else None,
         )
+        if bwrap is None:
+            return run(command)
+        return run_confined(run, bwrap, interpreter, workdir, command)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 

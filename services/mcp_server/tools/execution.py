@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import shlex
@@ -15,10 +16,13 @@ from fastmcp.exceptions import ToolError
 from mcp.types import ToolAnnotations
 from pydantic import Field
 
+from services.mcp_server.security.bwrap import require_bwrap
 from services.mcp_server.security.paths import PathGuard
 from services.mcp_server.security.python_screen import screen_python
 from services.mcp_server.security.sandbox import FIXED_PATH, PythonLimits, base_env, run_limited, run_python
 from services.mcp_server.settings import McpSettings
+
+logger = logging.getLogger(__name__)
 
 SHELL_OPERATORS = frozenset({";", ";;", "|", "||", "&", "&&", "|&", "<", ">", ">>", "<<", "<<<", ">&", "<&", "&>",
                              "2>", "2>>", "2>&1", "1>", "(", ")", "!"})
@@ -170,6 +174,8 @@ def _path_parts(arg: str) -> list[str]:
 def register(mcp: FastMCP, settings: McpSettings) -> None:
     """Add run_command and execute_python."""
     guard = PathGuard(settings)
+    if settings.python_sandbox == "none-unsafe":
+        logger.warning("PYTHON_SANDBOX=none-unsafe: execute_python runs code without bubblewrap, on rlimits alone")
 
     @mcp.tool(name="run_command", annotations=ToolAnnotations(destructive_hint=True, open_world_hint=False))
     def run_command(
@@ -205,14 +211,16 @@ def register(mcp: FastMCP, settings: McpSettings) -> None:
             str | None, Field(description="Ignored for safety: code always runs in a fresh temporary folder.")
         ] = None,
     ) -> dict[str, Any]:
-        """Run a Python snippet in an isolated, resource-limited subprocess; returns exit code and output."""
+        """Run a Python snippet in a bubblewrap sandbox with resource limits; returns exit code and output."""
+        # The sandbox is checked first: code reworked to pass the screen could not run without it anyway.
+        bwrap = require_bwrap(settings.bwrap_path) if settings.python_sandbox == "bwrap" else None
         screen_python(code)
         limits = PythonLimits(
             timeout=settings.python_timeout, cpu_seconds=settings.python_cpu_seconds,
             memory_mb=settings.python_memory_mb, max_processes=settings.python_max_processes,
             max_output_bytes=settings.max_output_bytes,
         )
-        result = run_python(code, limits)
+        result = run_python(code, limits, bwrap=bwrap)
         if result.timed_out:
             raise ToolError(f"the code was stopped after {limits.timeout:g} s (PYTHON_TIMEOUT)")
         return _python_result(result.as_dict(), limits)

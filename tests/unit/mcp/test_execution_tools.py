@@ -237,9 +237,15 @@ async def test_an_infinite_loop_is_stopped_within_the_limits(client):
     assert_no_stray_processes()
 
 
-def test_the_cpu_limit_alone_stops_a_busy_loop():
+# The sandbox alone (screen bypassed), inside bubblewrap and in the weaker PYTHON_SANDBOX=none-unsafe mode.
+BWRAP = McpSettings.model_fields["bwrap_path"].default
+MODES = [pytest.param(BWRAP, id="bwrap"), pytest.param(None, id="none-unsafe")]
+
+
+@pytest.mark.parametrize("bwrap", MODES)
+def test_the_cpu_limit_alone_stops_a_busy_loop(bwrap):
     limits = PythonLimits(timeout=30, cpu_seconds=1, memory_mb=128, max_processes=8, max_output_bytes=4096)
-    result = run_python("while True:\n    pass", limits)
+    result = run_python("while True:\n    pass", limits, bwrap=bwrap)
     assert result.exit_code == -signal.SIGXCPU and not result.timed_out
 
 
@@ -255,27 +261,31 @@ LIMITS = PythonLimits(timeout=TIMEOUT, cpu_seconds=CPU_SECONDS, memory_mb=128, m
                       max_output_bytes=4096)
 
 
-def test_the_sandbox_alone_contains_a_fork_bomb_and_leaves_no_process():
+@pytest.mark.parametrize("bwrap", MODES)
+def test_the_sandbox_alone_contains_a_fork_bomb_and_leaves_no_process(bwrap):
     """Second layer, screen bypassed: rlimits and the process-group kill still stop it."""
     started = time.monotonic()
-    result = run_python("import os\nwhile True:\n    os.fork()", LIMITS)
+    result = run_python("import os\nwhile True:\n    os.fork()", LIMITS, bwrap=bwrap)
     assert time.monotonic() - started < TIMEOUT + MARGIN
     assert result.exit_code != 0
     assert_no_stray_processes()
 
 
-def test_the_sandbox_alone_has_no_inherited_secrets_and_a_fresh_folder(monkeypatch):
+@pytest.mark.parametrize("bwrap", MODES)
+def test_the_sandbox_alone_has_no_inherited_secrets_and_a_fresh_folder(monkeypatch, bwrap):
     monkeypatch.setenv("API_KEY", "sk-parent-secret")
     code = "import os\nprint(sorted(os.environ))\nprint(os.getcwd())\nprint(os.getuid())"
-    result = run_python(code, LIMITS)
+    result = run_python(code, LIMITS, bwrap=bwrap)
     names, cwd, uid = result.stdout.splitlines()
-    assert names == "['HOME', 'LANG', 'PATH']"
+    # bubblewrap adds PWD (the scratch folder it starts the code in): nothing of the server's.
+    assert names == ("['HOME', 'LANG', 'PATH', 'PWD']" if bwrap else "['HOME', 'LANG', 'PATH']")
     assert "mcp-py-" in cwd and not Path(cwd).exists()
     if os.geteuid() == 0 and sandbox_identity(sandbox_interpreter()) is not None:
         assert int(uid) != 0
 
 
-def test_the_sandbox_alone_cannot_read_root_only_files():
-    result = run_python("print(open('/etc/shadow').read())", LIMITS)
+def test_the_weaker_mode_alone_cannot_read_root_only_files():
+    """Without bubblewrap /etc is in view, so only the unprivileged user keeps /etc/shadow shut."""
+    result = run_python("print(open('/etc/shadow').read())", LIMITS, bwrap=None)
     if Path("/etc/shadow").exists() and (os.geteuid() != 0 or sandbox_identity(sandbox_interpreter())):
         assert "PermissionError" in result.stderr and result.stdout == ""
