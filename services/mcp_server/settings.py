@@ -10,6 +10,7 @@ from pydantic import Field, field_validator
 from pydantic_settings import NoDecode
 
 from services.common.settings import SuiteSettings
+from services.mcp_server.security.audit_key import default_key_path
 
 DEFAULT_COMMANDS = "ls,cat,head,tail,wc,grep,echo,pwd,date,whoami,uname,du,df,sort,uniq,diff,file,stat,tree"
 DEFAULT_TOOL_LIMITS = '{"run_command": [2, 10], "execute_python": [1, 5], "web_automate": [1, 5]}'
@@ -100,6 +101,10 @@ class McpSettings(SuiteSettings):
     )
     rag_url: str = Field("http://127.0.0.1:8002", alias="RAG_URL", description="Base URL of the RAG service.")
     rag_timeout: float = Field(120.0, alias="RAG_LLM_TIMEOUT", gt=0, description="Seconds per RAG call.")
+    audit_key: Path | None = Field(
+        None, alias="AUDIT_KEY_PATH",
+        description="HMAC key of the audit chain, mode 0600 (default: audit.key beside the security database).",
+    )
 
     _split_lists = field_validator(
         "allowed_roots", "command_allowlist", "web_allowed_hosts", mode="before"
@@ -117,6 +122,10 @@ class McpSettings(SuiteSettings):
     def owner_key_path(self) -> Path:
         """Where the local owner's API key is kept (mode 0600)."""
         return self.security_db_path().parent / "owner.key"
+
+    def audit_key_path(self) -> Path:
+        """The audit chain's key, kept outside the database so that whoever can write it cannot re-sign it."""
+        return self.audit_key or default_key_path(self.security_db_path())
 
     def roots(self) -> list[Path]:
         """Allowed roots, resolved, and mapped under the host mount in a container."""
