@@ -138,7 +138,8 @@ class AuditLog:
     def _put(self, item: Queued) -> None:
         if not self._closing and (self._queue is None or self._task is None or self._task.done()):
             self.start()
-        assert self._queue is not None
+        if self._queue is None:  # only between the last flush of `close` and its end
+            raise AuditWriteError("the audit log is closed")
         self._queue.put_nowait(item)
 
     def log(self, entry: AuditEntry) -> None:
@@ -168,8 +169,7 @@ class AuditLog:
         """
         self._closing = True
         try:
-            if self._task is not None and not self._task.done():
-                assert self._queue is not None
+            if self._task is not None and not self._task.done() and self._queue is not None:
                 self._queue.put_nowait(None)
                 await self._task
             self._task = None
