@@ -119,12 +119,13 @@ def audit_verify(settings: McpSettings, console: Console) -> int:
         note = "" if result.keyed else "; not keyed yet: the MCP server keys it on its next start"
         if result.keyed and result.legacy:
             note = f"; rows 1..{result.legacy} predate the key and are sealed by it"
-        console.print(f"[green]audit log intact[/]: {result.rows} rows verified ({escape(str(path))}){note}")
+        console.print(f"[green]audit log intact[/]: {result.rows} rows verified ({escape(str(path))}){note}",
+                      soft_wrap=True)
         return EXIT_OK
     if result.verdict == UNCHECKED:
-        console.print(f"[red]audit log not checked[/]: {escape(result.reason)}")
+        console.print(f"[red]audit log not checked[/]: {escape(result.reason)}", soft_wrap=True)
         return EXIT_UNCHECKED
     where = f"row {result.bad_row}: " if result.bad_row is not None else ""
     console.print(f"[red]audit log {result.verdict.upper()}[/]: {where}{escape(result.reason)} "
-                  f"({result.rows} rows verified before it; {escape(str(path))})")
+                  f"({result.rows} rows verified before it; {escape(str(path))})", soft_wrap=True)
     return EXIT_FAILED
