@@ -7,6 +7,7 @@ import argparse
 from services.common.logging import configure_logging
 from services.common.serve import serve
 from services.mcp_server.app import create_app
+from services.mcp_server.security.db import SecurityDbError
 from services.mcp_server.server import create_mcp
 from services.mcp_server.settings import McpSettings
 
@@ -22,10 +23,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--stdio", action="store_true", help="serve MCP over stdin/stdout as the local owner")
     args = parser.parse_args(argv)
     settings = McpSettings()
-    if args.stdio:
-        run_stdio(settings)
-        return
-    serve(create_app, settings, settings.port)
+    try:
+        if args.stdio:
+            run_stdio(settings)
+            return
+        serve(create_app, settings, settings.port)
+    except SecurityDbError as exc:
+        # a refusal at start-up (an audit key others can read, a log that does not verify): say why, no traceback
+        raise SystemExit(f"mcp-server: {exc}") from None
 
 
 if __name__ == "__main__":

@@ -14,10 +14,10 @@ from rich.markup import escape
 from rich.table import Table
 
 from services.mcp_server.security import db
-from services.mcp_server.security.audit import verify
+from services.mcp_server.security.audit_verify import UNCHECKED, verify
 from services.mcp_server.settings import McpSettings
 
-EXIT_OK, EXIT_FAILED = 0, 1
+EXIT_OK, EXIT_FAILED, EXIT_UNCHECKED = 0, 1, 2
 
 
 def add_subcommands(sub: Any) -> None:
@@ -39,7 +39,8 @@ def add_subcommands(sub: Any) -> None:
 
     audit = sub.add_parser("audit", help="check the MCP audit log")
     audit_sub = audit.add_subparsers(dest="audit_command", required=True, metavar="ACTION")
-    audit_sub.add_parser("verify", help="recompute the hash chain; exit 1 at the first bad row")
+    audit_sub.add_parser("verify", help="recompute the keyed chain and check its signed head; exit 0 intact, "
+                                        "1 tampered or damaged, 2 not checked (no database, or no usable key)")
 
 
 def load_settings(args: argparse.Namespace) -> McpSettings:
@@ -111,15 +112,20 @@ def user_list(settings: McpSettings, console: Console) -> int:
 
 
 def audit_verify(settings: McpSettings, console: Console) -> int:
-    """Exit 0 when the chain is intact, 1 with the first bad row otherwise."""
+    """Exit 0 when the chain is intact, 1 when it is tampered or damaged, 2 when it could not be checked."""
     path = settings.security_db_path()
-    if not path.exists():
-        console.print(f"[red]error:[/] no security database at {escape(str(path))}")
-        return EXIT_FAILED
-    result = verify(path)
+    result = verify(path, settings.audit_key_path())
     if result.ok:
-        console.print(f"[green]audit log intact[/]: {result.rows} rows verified ({escape(str(path))})")
+        note = "" if result.keyed else "; not keyed yet: the MCP server keys it on its next start"
+        if result.keyed and result.legacy:
+            note = f"; rows 1..{result.legacy} predate the key and are sealed by it"
+        console.print(f"[green]audit log intact[/]: {result.rows} rows verified ({escape(str(path))}){note}",
+                      soft_wrap=True)
         return EXIT_OK
-    where = f"row {result.bad_row}" if result.bad_row is not None else "the log"
-    console.print(f"[red]audit log TAMPERED[/]: {where}: {escape(result.reason)} ({result.rows} rows)")
+    if result.verdict == UNCHECKED:
+        console.print(f"[red]audit log not checked[/]: {escape(result.reason)}", soft_wrap=True)
+        return EXIT_UNCHECKED
+    where = f"row {result.bad_row}: " if result.bad_row is not None else ""
+    console.print(f"[red]audit log {result.verdict.upper()}[/]: {where}{escape(result.reason)} "
+                  f"({result.rows} rows verified before it; {escape(str(path))})", soft_wrap=True)
     return EXIT_FAILED

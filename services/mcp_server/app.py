@@ -9,6 +9,8 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
+from mcp.server.auth.provider import AccessToken
 from prometheus_client import CollectorRegistry
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -16,9 +18,10 @@ from services.common.body_limit import BodyLimitMiddleware
 from services.common.errors import NotFound, SuiteError, Unauthorized, error_body, install_error_handlers
 from services.common.health import health_response
 from services.common.metrics import instrument
+from services.common.settings import is_loopback
 from services.mcp_server.metrics import ToolMetrics
-from services.mcp_server.security.db import PERM_DECIDE
-from services.mcp_server.security.identity import AuthenticationError
+from services.mcp_server.security.db import PERM_DECIDE, hash_key
+from services.mcp_server.security.identity import AuthenticationError, credential
 from services.mcp_server.security.layer import SecurityLayer
 from services.mcp_server.security.rbac import Identity
 from services.mcp_server.server import Register, build_server
@@ -31,6 +34,23 @@ class Forbidden(SuiteError):
     code = "forbidden"
 
 
+def _refusal(exc: AuthenticationError) -> JSONResponse:
+    return JSONResponse(error_body(str(exc), "authentication_error", "invalid_api_key"), 401,
+                        headers={"WWW-Authenticate": "Bearer"})
+
+
+def session_owner(identity: Identity, key: str | None) -> AuthenticatedUser | None:
+    """Who a streamable HTTP session belongs to: the user and the very key that opened it.
+
+    The MCP SDK binds a session to the `user` in the ASGI scope and answers 404 to anyone else, for DELETE
+    as for every other request. Keyless callers all look alike, so their sessions stay unbound.
+    """
+    if key is None:
+        return None
+    digest = hash_key(key)
+    return AuthenticatedUser(AccessToken(token=digest, client_id=identity.user, scopes=[], subject=digest))
+
+
 class RequireIdentity:
     """Refuses /mcp requests with a wrong key, or with none where anonymous callers are not allowed."""
 
@@ -40,14 +60,42 @@ class RequireIdentity:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and self.layer.active:
+            headers = Request(scope).headers
             try:
-                self.layer.identity.from_headers(Request(scope).headers)
+                identity = self.layer.identity.from_headers(headers)
+                owner = session_owner(identity, credential(headers))
             except AuthenticationError as exc:
-                response = JSONResponse(error_body(str(exc), "authentication_error", "invalid_api_key"), 401,
-                                        headers={"WWW-Authenticate": "Bearer"})
-                await response(scope, receive, send)
+                await _refusal(exc)(scope, receive, send)
+                return
+            if owner is not None:
+                scope["user"] = owner
+        await self.app(scope, receive, send)
+
+
+class KeyedMetrics:
+    """/metrics stays keyless only while the server listens on loopback alone; elsewhere it needs a key."""
+
+    def __init__(self, app: ASGIApp, layer: SecurityLayer) -> None:
+        self.app = app
+        self.layer = layer
+        s = layer.settings
+        self.open = is_loopback(s.host) and not s.trust_container_network
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if not self.open and scope["type"] == "http" and scope["path"].rstrip("/") == "/metrics":
+            try:
+                _keyed_caller(self.layer, Request(scope))
+            except AuthenticationError as exc:
+                await _refusal(exc)(scope, receive, send)
                 return
         await self.app(scope, receive, send)
+
+
+def _keyed_caller(layer: SecurityLayer, request: Request) -> Identity:
+    """The caller behind a valid key; a missing key is refused even where guests are allowed."""
+    if credential(request.headers) is None:
+        raise AuthenticationError("authentication required: send 'Authorization: Bearer <API key>'")
+    return layer.identity.from_headers(request.headers)
 
 
 def _caller(layer: SecurityLayer, request: Request) -> Identity:
@@ -107,6 +155,7 @@ def create_app(settings: McpSettings | None = None, *, families: Iterable[str | 
     instrument(app, registry)
     # No shared ApiKeyMiddleware: every MCP and API caller authenticates with their own key.
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(KeyedMetrics, layer=layer)
     app.state.security = layer
     app.state.mcp = mcp
     _add_routes(app, layer)

@@ -19,9 +19,10 @@ from services.mcp_server.settings import McpSettings
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 log = logging.getLogger(__name__)
-# Where the server's database is; everything else comes from the environment and `.env` as usual. How long an
-# approval lives is not among them: the server decides that (its APPROVAL_TIMEOUT) when the approval is used.
-SHARED_WITH_SERVER = ("DATA_DIR", "SECURITY_DB_PATH")
+# Where the server's database and audit key are; everything else comes from the environment and `.env` as
+# usual. How long an approval lives is not among them: the server decides that (its APPROVAL_TIMEOUT) when
+# the approval is used.
+SHARED_WITH_SERVER = ("DATA_DIR", "SECURITY_DB_PATH", "AUDIT_KEY_PATH")
 STYLE = {"pending": "yellow", "approved": "green", "rejected": "red", "used": "dim", "expired": "dim"}
 EXAMPLES = """examples:
   ai-approvals --list                       pending requests
@@ -96,7 +97,8 @@ def decide(store: ApprovalStore, settings: McpSettings, console: Console, reques
            approve: bool, reason: str) -> int:
     """Approve or reject; prints a clear line either way."""
     try:
-        decided = decide_and_record(store, request_id, approver, approve, reason, audit=settings.audit_enabled)
+        decided = decide_and_record(store, request_id, approver, approve, reason, audit=settings.audit_enabled,
+                                    audit_key=settings.audit_key_path())
     except ApprovalError as exc:
         console.print(f"[red]error:[/] {escape(str(exc))}")
         return EXIT_FAILED
@@ -133,7 +135,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         console.print(f"[red]error:[/] no security database at {escape(str(path))}; start the MCP server once, "
                       "or set DATA_DIR / SECURITY_DB_PATH")
         return EXIT_FAILED
-    db.initialize(settings)  # applies any newer migrations; idempotent
+    try:
+        db.initialize(settings)  # applies any newer migrations; idempotent
+    except db.SecurityDbError as exc:  # e.g. an audit key other users can read
+        console.print(f"[red]error:[/] {escape(str(exc))}")
+        return EXIT_FAILED
     store = ApprovalStore(path)
     try:
         if args.list:

@@ -10,6 +10,8 @@ from pydantic import Field, field_validator
 from pydantic_settings import NoDecode
 
 from services.common.settings import SuiteSettings
+from services.mcp_server.security.audit_key import default_key_path
+from services.mcp_server.security.ssrf import parse_allowed_hosts
 
 DEFAULT_COMMANDS = "ls,cat,head,tail,wc,grep,echo,pwd,date,whoami,uname,du,df,sort,uniq,diff,file,stat,tree"
 DEFAULT_TOOL_LIMITS = '{"run_command": [2, 10], "execute_python": [1, 5], "web_automate": [1, 5]}'
@@ -56,9 +58,9 @@ class McpSettings(SuiteSettings):
     audit_enabled: bool = Field(True, alias="AUDIT_ENABLED", description="Append every call to the audit chain.")
     rate_limit_enabled: bool = Field(True, alias="RATE_LIMIT_ENABLED", description="Token buckets per user and tool.")
     rate_limit_per_second: float = Field(
-        1000.0, alias="RATE_LIMIT_PER_SECOND", gt=0, description="Refill rate of each user's bucket per tool."
+        50.0, alias="RATE_LIMIT_PER_SECOND", gt=0, description="Refill rate of each user's bucket per tool."
     )
-    rate_limit_burst: int = Field(2000, alias="RATE_LIMIT_BURST", ge=1, description="Size of each bucket.")
+    rate_limit_burst: int = Field(200, alias="RATE_LIMIT_BURST", ge=1, description="Size of each bucket.")
     rate_limit_tools: dict[str, tuple[float, int]] = Field(
         default_factory=lambda: json.loads(DEFAULT_TOOL_LIMITS), alias="RATE_LIMIT_TOOLS",
         description='JSON of per-tool [per_second, burst] overrides, e.g. {"run_command": [2, 10]}.',
@@ -90,7 +92,8 @@ class McpSettings(SuiteSettings):
     )
     web_allowed_hosts: Annotated[list[str], NoDecode] = Field(
         default_factory=list, alias="WEB_ALLOWED_HOSTS",
-        description="Comma-separated host names or addresses web tools may reach even when private.",
+        description="Comma-separated host:port pairs (names, addresses or CIDR networks) web tools may reach "
+        "even when private, e.g. 127.0.0.1:8080.",
     )
     notion_api_key: str | None = Field(None, alias="NOTION_API_KEY", description="Notion integration token.")
     notion_api_url: str = Field(
@@ -109,10 +112,20 @@ class McpSettings(SuiteSettings):
     bwrap_path: Path = Field(
         Path("/usr/bin/bwrap"), alias="BWRAP_PATH", description="bubblewrap binary execute_python runs code inside."
     )
+    audit_key: Path | None = Field(
+        None, alias="AUDIT_KEY_PATH",
+        description="HMAC key of the audit chain, mode 0600 (default: audit.key beside the security database).",
+    )
 
     _split_lists = field_validator(
         "allowed_roots", "command_allowlist", "web_allowed_hosts", mode="before"
     )(_csv)
+
+    @field_validator("web_allowed_hosts")
+    @classmethod
+    def _hosts_with_ports(cls, value: list[str]) -> list[str]:
+        parse_allowed_hosts(value)  # a bare host is refused at start-up, not at the first web call
+        return value
 
     @field_validator("rate_limit_tools", mode="before")
     @classmethod
@@ -126,6 +139,10 @@ class McpSettings(SuiteSettings):
     def owner_key_path(self) -> Path:
         """Where the local owner's API key is kept (mode 0600)."""
         return self.security_db_path().parent / "owner.key"
+
+    def audit_key_path(self) -> Path:
+        """The audit chain's key, kept outside the database so that whoever can write it cannot re-sign it."""
+        return self.audit_key or default_key_path(self.security_db_path())
 
     def roots(self) -> list[Path]:
         """Allowed roots, resolved, and mapped under the host mount in a container."""

@@ -34,7 +34,7 @@ restarted as its compose `restart:` policy says (with backoff; one that keeps cr
 crash-loop). Its log is ${DATA_DIR}/logs/supervisor.log.
   ai-suite up p3                   everything above plus the MCP server (http://127.0.0.1:8020/mcp)
   ai-suite mcp --stdio             the MCP server on stdin/stdout, for Claude Desktop (docs/mcp.md)
-  ai-suite audit verify            check the MCP audit chain; fails on any edited or deleted row
+  ai-suite audit verify            check the keyed MCP audit chain: exit 0 intact, 1 tampered, 2 not checked
 
 Configuration comes from .env (see .env.example); variables in the environment win.
 Relative MODELS_DIR/DATA_DIR values are relative to docker/, as in docker compose.

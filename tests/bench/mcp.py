@@ -31,6 +31,9 @@ OUT = Path(__file__).resolve().parents[2] / "docs" / "bench"
 SECURITY_OFF = {"RBAC_ENABLED": "false", "APPROVAL_WORKFLOW_ENABLED": "false", "AUDIT_ENABLED": "false",
                 "RATE_LIMIT_ENABLED": "false"}
 WRITTEN = "The suite writes this file.\n" * 10
+# The default bucket (50/s, burst 200) would refuse a closed loop of one user's calls: the limiter still takes
+# a token on every call, so its cost is measured, but the bucket is wide enough never to refuse one.
+BENCH_RATE = {"RATE_LIMIT_PER_SECOND": "1000000", "RATE_LIMIT_BURST": "1000000"}
 
 
 def start_server(name: str, work: Path, files: Path, extra: dict[str, str]) -> tuple[Service, str, str | None]:
@@ -182,7 +185,8 @@ def write_report(result: dict) -> None:
         f"- p95 with security on at a steady {rate:g} calls/s is **{on['steady_p95_ms']} ms**; target at most "
         f"20 ms: {'met' if on['steady_p95_ms'] <= 20 else 'NOT met'}.",
         "- Security on means: the caller's key is looked up, RBAC checks the role, the rate limiter takes a "
-        "token, and the call is appended to the hash-chained audit log (through its queue).",
+        "token (from a bucket the benchmark widens, so that it never refuses), and the call is appended to the "
+        "HMAC-keyed audit chain (through its queue).",
         "",
         f"## `write_file` of {result['settings']['write_bytes']} bytes, answered after its audit row is committed",
         "",
@@ -221,7 +225,7 @@ def main() -> None:
         file_bytes = sample.stat().st_size
         servers = []
         try:
-            on, on_url, on_key = start_server("security-on", work, files, {})
+            on, on_url, on_key = start_server("security-on", work, files, BENCH_RATE)
             servers.append(on)
             off, off_url, _ = start_server("security-off", work, files, SECURITY_OFF)
             servers.append(off)

@@ -13,6 +13,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from threading import Thread
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import httpx2
@@ -53,7 +54,7 @@ def site() -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def p3(models_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+def p3(models_dir: Path, tmp_path_factory: pytest.TempPathFactory, site: str) -> Iterator[dict[str, Any]]:
     data, work = tmp_path_factory.mktemp("p3-data"), tmp_path_factory.mktemp("p3-work")
     (data / "documents").mkdir()
     (data / "documents" / "phobos.md").write_text("# Phobos\nPhobos is the larger moon of Mars.\n")
@@ -62,8 +63,8 @@ def p3(models_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[d
                                                  "EMBEDDING_PORT", "RAG_PORT", "POSTGRES_PORT", "MCP_PORT")}
     env = {**ports, "DATA_DIR": str(data), "MODELS_DIR": str(models_dir), "LOG_JSON": "false",
            "N_THREADS": "1", "EMBEDDING_THREADS": "1", "RAG_LLM_TIMEOUT": "60", "MCP_ALLOWED_ROOTS": str(work),
-           "WEB_ALLOWED_HOSTS": "127.0.0.1", "NOTION_API_URL": notion.url, "NOTION_API_KEY": notion.notion.token,
-           "NOTION_PARENT_PAGE_ID": notion.notion.root_id}
+           "WEB_ALLOWED_HOSTS": urlsplit(site).netloc, "NOTION_API_URL": notion.url,
+           "NOTION_API_KEY": notion.notion.token, "NOTION_PARENT_PAGE_ID": notion.notion.root_id}
     stack = Stack("p3", env=env)
     stack.up()
     try:

@@ -274,7 +274,8 @@ class ApprovalStore:
 
 
 def decide_and_record(
-    store: ApprovalStore, request_id: str, approver: str, approve: bool, reason: str = "", *, audit: bool = True
+    store: ApprovalStore, request_id: str, approver: str, approve: bool, reason: str = "", *, audit: bool = True,
+    audit_key: Path | None = None,
 ) -> ApprovalRequest:
     """Decide a request and append the decision (or the refused attempt) to the audit chain."""
     args = {"request_id": request_id, "decision": "approve" if approve else "reject", "reason": reason}
@@ -286,8 +287,9 @@ def decide_and_record(
     except ApprovalError as exc:
         if audit:
             append_now(store.db_path, [AuditEntry(approver, role, tool, args, "denied", detail=str(exc),
-                                                  request_id=request_id)])
+                                                  request_id=request_id)], audit_key)
         raise
     if audit:
-        append_now(store.db_path, [AuditEntry(approver, role, tool, args, decided.status, request_id=request_id)])
+        append_now(store.db_path, [AuditEntry(approver, role, tool, args, decided.status, request_id=request_id)],
+                   audit_key)
     return decided

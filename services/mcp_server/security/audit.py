@@ -1,30 +1,32 @@
-"""Append-only audit chain: each row hashes the one before it, and a head file catches a removed last row."""
+"""The audit log's writer: rows queue up and are appended to the keyed chain in batches (see audit_chain)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import json
 import logging
-import os
 import sqlite3
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from services.mcp_server.security.audit_chain import COLUMNS, GENESIS, HeadError, HeadFile, head_path, row_digest
+from services.mcp_server.security.audit_key import default_key_path, load_key
+from services.mcp_server.security.audit_verify import VerifyResult, verify
 from services.mcp_server.security.db import connect, now_iso
+
+__all__ = ["AuditEntry", "AuditLog", "AuditWriteError", "HeadError", "VerifyResult", "append_entries", "append_now",
+           "head_path", "verify"]
 
 log = logging.getLogger(__name__)
 
-GENESIS = "0" * 64
 STATUSES = frozenset({"allowed", "denied", "pending", "approved", "rejected", "error", "ok"})
 BATCH = 500
 # A short pause after the first queued row lets a busy server write many rows per commit.
 LINGER_S = 0.02
 STOPPED = "the audit writer stopped before the row was written"
-COLUMNS = ("id", "ts", "user_name", "role", "tool", "args", "status", "duration_ms", "detail", "request_id")
 
 
 @dataclass
@@ -53,59 +55,31 @@ class AuditWriteError(Exception):
         super().__init__(f"audit row not written: {reason}")
 
 
-@dataclass(frozen=True)
-class VerifyResult:
-    ok: bool
-    rows: int
-    bad_row: int | None = None
-    reason: str = ""
+def append_entries(conn: sqlite3.Connection, db_path: Path, entries: list[AuditEntry], key: bytes) -> None:
+    """Append rows under the write lock, so writers in other processes (the approvals CLI) extend one chain.
 
-
-def head_path(db_path: Path) -> Path:
-    """The checkpoint of the newest row, kept beside the database."""
-    return db_path.with_name(db_path.name + ".audit-head")
-
-
-def row_hash(values: tuple[Any, ...], prev_hash: str) -> str:
-    """sha256 over the row's columns (in COLUMNS order) and the previous row's hash."""
-    payload = json.dumps([*values, prev_hash], separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(payload.encode()).hexdigest()
-
-
-class HeadFile:
-    """The head checkpoint, rewritten in place as one fixed-size record (a rename per batch costs far more)."""
-
-    SIZE = 128
-
-    def __init__(self, path: Path) -> None:
-        self.fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-
-    def write(self, row_id: int, digest: str) -> None:
-        record = json.dumps({"id": row_id, "row_hash": digest}).ljust(self.SIZE).encode()
-        os.pwrite(self.fd, record, 0)
-
-    def close(self) -> None:
-        os.close(self.fd)
-
-
-def append_entries(
-    conn: sqlite3.Connection, db_path: Path, entries: list[AuditEntry], head: HeadFile | None = None
-) -> None:
-    """Append rows under the write lock, so writers in other processes (the approvals CLI) extend one chain."""
-    own_head = head is None
-    head = head or HeadFile(head_path(db_path))
+    The commit is synced before the head moves past it, so after a power loss the head can lag the rows
+    (which verify accepts) but never run ahead of them (which would read as rows removed).
+    """
+    conn.execute("PRAGMA synchronous=FULL")
+    head = HeadFile(head_path(db_path), key)
     try:
-        _append(conn, head, entries)
+        count, last = _append(conn, head, entries, key)
+        head.advance(count, last)
     finally:
-        if own_head:
-            head.close()
+        head.close()
 
 
-def _append(conn: sqlite3.Connection, head: HeadFile, entries: list[AuditEntry]) -> None:
+def _append(conn: sqlite3.Connection, head: HeadFile, entries: list[AuditEntry], key: bytes) -> tuple[int, str]:
     conn.execute("BEGIN IMMEDIATE")
     try:
         last = conn.execute("SELECT id, row_hash FROM audit_log ORDER BY id DESC LIMIT 1").fetchone()
         row_id, prev = (last[0], last[1]) if last else (0, GENESIS)
+        try:
+            head.check(conn, row_id)
+        except HeadError as exc:
+            # Rows added on top would bury the evidence; the writer fails until someone looks.
+            raise HeadError(f"{exc} (run: ai-suite audit verify)") from None
         for entry in entries:
             if entry.status not in STATUSES:
                 raise ValueError(f"unknown audit status {entry.status!r}")
@@ -113,59 +87,16 @@ def _append(conn: sqlite3.Connection, head: HeadFile, entries: list[AuditEntry])
             values = (row_id, entry.ts, entry.user, entry.role, entry.tool,
                       json.dumps(entry.args, sort_keys=True, ensure_ascii=False, default=str), entry.status,
                       round(float(entry.duration_ms), 3), entry.detail, entry.request_id)
-            digest = row_hash(values, prev)
+            digest = row_digest(key, values, prev)
             conn.execute(f"INSERT INTO audit_log ({', '.join(COLUMNS)}, prev_hash, row_hash) "  # nosec B608  # constants
                          f"VALUES ({', '.join('?' * (len(COLUMNS) + 2))})", (*values, prev, digest))
             prev = digest
-        # Written while the lock is held, so concurrent writers cannot leave an older head behind.
-        head.write(row_id, prev)
         conn.execute("COMMIT")
     except BaseException:
-        conn.execute("ROLLBACK")
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
         raise
-
-
-def verify(db_path: Path) -> VerifyResult:
-    """Recompute the chain; the first row that does not fit (edited, removed, or a missing head) fails it."""
-    conn = connect(db_path)
-    try:
-        query = f"SELECT {', '.join(COLUMNS)}, prev_hash, row_hash FROM audit_log ORDER BY id"  # nosec B608  # constants
-        rows = conn.execute(query).fetchall()
-    finally:
-        conn.close()
-    prev, expected_id = GENESIS, 1
-    for row in rows:
-        values = tuple(row[name] for name in COLUMNS)
-        if row["id"] != expected_id:
-            return VerifyResult(False, len(rows), expected_id, f"row {expected_id} is missing")
-        if row["prev_hash"] != prev:
-            return VerifyResult(False, len(rows), row["id"], "previous-hash link broken (a row before it changed)")
-        if row_hash(values, prev) != row["row_hash"]:
-            return VerifyResult(False, len(rows), row["id"], "row contents do not match its hash")
-        prev, expected_id = row["row_hash"], expected_id + 1
-    return _check_head(db_path, rows, prev)
-
-
-def _check_head(db_path: Path, rows: list[sqlite3.Row], last_hash: str) -> VerifyResult:
-    path = head_path(db_path)
-    # A writer creates the file when it starts and fills it with its first batch: empty means none yet.
-    text = path.read_text(encoding="utf-8") if path.exists() else ""
-    if not text.strip():
-        if rows:
-            return VerifyResult(False, len(rows), rows[-1]["id"], f"head checkpoint {path.name} is missing")
-        return VerifyResult(True, 0)
-    try:
-        head = json.loads(text)
-        head_id, head_hash = int(head["id"]), str(head["row_hash"])
-    except (ValueError, KeyError, TypeError):
-        return VerifyResult(False, len(rows), None, f"head checkpoint {path.name} is unreadable")
-    last_id = rows[-1]["id"] if rows else 0
-    if head_id > last_id:
-        return VerifyResult(False, len(rows), last_id + 1, f"rows {last_id + 1}..{head_id} were removed from the end")
-    # Rows after the head can only come from a crash between commit and checkpoint; the chain covers them.
-    if head_id and rows[head_id - 1]["row_hash"] != head_hash:
-        return VerifyResult(False, len(rows), head_id, "row does not match the head checkpoint")
-    return VerifyResult(True, len(rows))
+    return row_id, prev
 
 
 class AuditLog:
@@ -177,10 +108,11 @@ class AuditLog:
     linger short.
     """
 
-    def __init__(self, db_path: Path) -> None:
+    def __init__(self, db_path: Path, key_path: Path | None = None) -> None:
         self.db_path = db_path
+        self.key_path = key_path or default_key_path(db_path)
         self._conn: sqlite3.Connection | None = None
-        self._head: HeadFile | None = None
+        self._key: bytes | None = None  # read by the first write, so a bad key is a write failure, not a crash
         self._queue: asyncio.Queue[Queued | None] | None = None  # None: the stop sentinel of `close`
         self._task: asyncio.Task[None] | None = None
         self._urgent = asyncio.Event()
@@ -200,14 +132,14 @@ class AuditLog:
         if self._task is not None and not self._task.done():
             return
         self._conn = self._conn or connect(self.db_path)
-        self._head = self._head or HeadFile(head_path(self.db_path))
         self._queue = self._queue or asyncio.Queue()
         self._task = asyncio.get_running_loop().create_task(self._run(self._queue), name="audit-writer")
 
     def _put(self, item: Queued) -> None:
         if not self._closing and (self._queue is None or self._task is None or self._task.done()):
             self.start()
-        assert self._queue is not None
+        if self._queue is None:  # only between the last flush of `close` and its end
+            raise AuditWriteError("the audit log is closed")
         self._queue.put_nowait(item)
 
     def log(self, entry: AuditEntry) -> None:
@@ -237,8 +169,7 @@ class AuditLog:
         """
         self._closing = True
         try:
-            if self._task is not None and not self._task.done():
-                assert self._queue is not None
+            if self._task is not None and not self._task.done() and self._queue is not None:
                 self._queue.put_nowait(None)
                 await self._task
             self._task = None
@@ -255,9 +186,6 @@ class AuditLog:
                 if self._conn is not None:
                     self._conn.close()
                     self._conn = None
-                if self._head is not None:
-                    self._head.close()
-                    self._head = None
             finally:
                 self._writing.release()
 
@@ -313,9 +241,10 @@ class AuditLog:
 
     def _write(self, batch: list[AuditEntry]) -> None:
         with self._writing:
-            if self._conn is None or self._head is None:
+            if self._conn is None:
                 raise sqlite3.ProgrammingError("the audit log is closed")
-            append_entries(self._conn, self.db_path, batch, self._head)
+            self._key = self._key or load_key(self.key_path)
+            append_entries(self._conn, self.db_path, batch, self._key)
         self.written += len(batch)
         self.last_error = None
 
@@ -334,10 +263,11 @@ def _drain(queue: asyncio.Queue[Queued | None]) -> list[Queued | None]:
     return items
 
 
-def append_now(db_path: Path, entries: list[AuditEntry]) -> None:
+def append_now(db_path: Path, entries: list[AuditEntry], key_path: Path | None = None) -> None:
     """Write entries synchronously (for CLI tools that have no event loop)."""
+    key = load_key(key_path or default_key_path(db_path))
     conn = connect(db_path)
     try:
-        append_entries(conn, db_path, entries)
+        append_entries(conn, db_path, entries, key)
     finally:
         conn.close()

@@ -11,6 +11,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from services.mcp_server.catalog import TOOLS, Risk, ToolSpec
+from services.mcp_server.security.audit_key import AuditKeyError
+from services.mcp_server.security.audit_verify import prepare_chain
 from services.mcp_server.settings import McpSettings
 
 MIGRATIONS = Path(__file__).with_name("migrations")
@@ -28,7 +30,7 @@ USER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
 
 
 class SecurityDbError(Exception):
-    """A user, role or key operation that cannot be done (unknown role, duplicate user)."""
+    """A user, role or key operation that cannot be done (unknown role, duplicate user, unusable audit key)."""
 
 
 def tool_permission(tool: str) -> str:
@@ -178,7 +180,7 @@ def ensure_owner_key(conn: sqlite3.Connection, path: Path) -> None:
 
 
 def initialize(settings: McpSettings) -> Path:
-    """Create, migrate and seed the database and the owner key; returns the database path."""
+    """Create, migrate and seed the database, the owner key and the audit key; returns the database path."""
     path = settings.security_db_path()
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     if settings.security_db is None:
@@ -192,6 +194,11 @@ def initialize(settings: McpSettings) -> Path:
         migrate(conn)
         seed(conn, settings)
         ensure_owner_key(conn, settings.owner_key_path())
+        if settings.audit_enabled:
+            try:
+                prepare_chain(conn, path, settings.audit_key_path())
+            except AuditKeyError as exc:
+                raise SecurityDbError(str(exc)) from None
     finally:
         conn.close()
     return path

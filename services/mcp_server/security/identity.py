@@ -20,10 +20,16 @@ class AuthenticationError(Exception):
 
 
 def credential(headers: Mapping[str, str]) -> str | None:
-    """The API key from `Authorization: Bearer` or `X-API-Key`, if any."""
-    auth = headers.get("authorization", "")
-    scheme, _, token = auth.partition(" ")
-    if scheme.lower() == "bearer" and token.strip():
+    """The API key from `Authorization: Bearer` or `X-API-Key`, if any.
+
+    Any other Authorization header is refused rather than ignored: a caller who sent Basic or Digest
+    credentials meant to authenticate, and must not be served as the anonymous guest instead.
+    """
+    auth = headers.get("authorization")
+    if auth is not None:
+        scheme, _, token = auth.strip().partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise AuthenticationError("unsupported Authorization header: send 'Authorization: Bearer <API key>'")
         return token.strip()
     key = headers.get("x-api-key", "").strip()
     return key or None

@@ -38,7 +38,7 @@ class SecurityLayer:
             auth=auth,
             identity=IdentityResolver(settings, auth),
             approvals=ApprovalStore(path, settings.approval_timeout),
-            audit=AuditLog(path),
+            audit=AuditLog(path, settings.audit_key_path()),
             limiter=RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst, settings.rate_limit_tools),
         )
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -11,7 +12,8 @@ SECRET_KEYS = re.compile(
     r"|session[_-]?id",
     re.I,
 )
-# File bodies, code and page text say nothing about who did what; keep only their size.
+# File bodies, code and page text are kept as their SHA-256 and size: the trail then shows exactly what was
+# written (compare with `sha256sum`) without holding the payload.
 CONTENT_KEYS = re.compile(r"^(content|code|body|text|data|html|markdown|source|script|stdin)$", re.I)
 SECRET_VALUES = re.compile(
     r"(?i)(bearer\s+[\w.~+/=-]{8,}|\b(sk|pk|rk|ghp|gho|ghs|github_pat|xox[abprs]|secret|ntn|aik)[-_][\w-]{8,}"
@@ -43,6 +45,12 @@ def for_approver(value: Any) -> Any:
     return _walk(value, _Mode(keep_content=True, max_text=None, hide_values=False), 0)
 
 
+def digest_of(value: str | bytes) -> str:
+    """'sha256:<hex>; <n> bytes' of a payload (text as UTF-8)."""
+    data = value.encode("utf-8", "surrogatepass") if isinstance(value, str) else value
+    return f"sha256:{hashlib.sha256(data).hexdigest()}; {len(data)} bytes"
+
+
 def redact_text(text: str, max_text: int | None = MAX_TEXT) -> str:
     """`text` with secret-looking parts hidden (for error messages that may echo an argument)."""
     return _text(text, _Mode(False, max_text, hide_values=True))
@@ -69,7 +77,7 @@ def _field(key: str, value: Any, mode: _Mode, depth: int) -> Any:
     if SECRET_KEYS.search(key) and isinstance(value, str | bytes) and value:
         return "[redacted]"
     if not mode.keep_content and CONTENT_KEYS.match(key) and isinstance(value, str | bytes):
-        return f"[{len(value)} chars]"
+        return digest_of(value)
     return _walk(value, mode, depth + 1)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import re
 import socket
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -92,32 +93,63 @@ def _host_key(host: str) -> str:
     return host.strip("[]").rstrip(".").lower()
 
 
+PORT = re.compile(r"[0-9]{1,5}")
+Allowed = tuple[frozenset[tuple[str, int]], tuple[tuple[IPNetwork, int], ...]]
+
+
+def parse_allowed_hosts(entries: list[str]) -> Allowed:
+    """WEB_ALLOWED_HOSTS as (name, port) pairs and (network, port) pairs.
+
+    Every entry names a port: a bare host would open every service on it (a database, the suite's own
+    APIs) to a tool-driven browser, where the person meant one web server. Raises ValueError otherwise.
+    """
+    names: set[tuple[str, int]] = set()
+    networks: list[tuple[IPNetwork, int]] = []
+    for entry in entries:
+        host, port = _host_and_port(entry)
+        try:
+            networks.append((ipaddress.ip_network(host, strict=False), port))
+        except ValueError:
+            names.add((host, port))
+    return frozenset(names), tuple(networks)
+
+
+def _host_and_port(entry: str) -> tuple[str, int]:
+    text = entry.strip()
+    if text.startswith("["):  # an IPv6 address or network: [::1]:8080, [fd00::/8]:443
+        host, closed, rest = text[1:].partition("]")
+        port = rest[1:] if closed and rest.startswith(":") else ""
+    else:
+        host, _, port = text.rpartition(":")
+        if ":" in host:
+            host = ""  # an IPv6 form without brackets: its port cannot be told apart
+    if not host or not PORT.fullmatch(port) or not 1 <= int(port) <= 65535:
+        raise ValueError(f"WEB_ALLOWED_HOSTS entry {entry!r} must name a host and a port, e.g. "
+                         "127.0.0.1:8080, intranet.local:443, 10.20.0.0/16:80 or [::1]:8080")
+    return _host_key(host), int(port)
+
+
 @dataclass
 class SsrfGuard:
     """Decides from settings whether a host may be reached; remembers what it refused."""
 
     allow_private: bool = False
-    allowed_hosts: frozenset[str] = frozenset()
-    allowed_networks: tuple[IPNetwork, ...] = ()
+    allowed_hosts: frozenset[tuple[str, int]] = frozenset()
+    allowed_networks: tuple[tuple[IPNetwork, int], ...] = ()
     refused: list[str] = field(default_factory=list)
 
     @classmethod
     def from_settings(cls, settings: McpSettings) -> SsrfGuard:
-        """WEB_ALLOW_PRIVATE and WEB_ALLOWED_HOSTS (names, addresses or CIDR networks)."""
-        names, networks = set(), []
-        for entry in settings.web_allowed_hosts:
-            try:
-                networks.append(ipaddress.ip_network(_host_key(entry), strict=False))
-            except ValueError:
-                names.add(_host_key(entry))
-        return cls(settings.web_allow_private, frozenset(names), tuple(networks))
+        """WEB_ALLOW_PRIVATE and WEB_ALLOWED_HOSTS (names, addresses or CIDR networks, each with a port)."""
+        names, networks = parse_allowed_hosts(settings.web_allowed_hosts)
+        return cls(settings.web_allow_private, names, networks)
 
     def fork(self) -> SsrfGuard:
         """The same policy with an empty refusal record, for one tool call."""
         return SsrfGuard(self.allow_private, self.allowed_hosts, self.allowed_networks)
 
-    def _address_allowed(self, ip: IPAddress) -> str | None:
-        if any(ip.version == net.version and ip in net for net in self.allowed_networks):
+    def _address_allowed(self, ip: IPAddress, port: int) -> str | None:
+        if any(ip.version == net.version and ip in net and port == allowed for net, allowed in self.allowed_networks):
             return None
         problem = address_problem(ip)
         # metadata endpoints stay closed even with WEB_ALLOW_PRIVATE: they hand out credentials
@@ -130,18 +162,18 @@ class SsrfGuard:
         key = _host_key(host)
         if not key:
             raise SsrfRefused("the URL has no host")
-        if key in self.allowed_hosts:
+        if (key, port) in self.allowed_hosts:
             return Target(key, port, tuple(await _resolve(key, port)))
         if key in METADATA_HOSTS:
             return self._refuse(key, f"{key} is a cloud metadata host")
         addresses = await _resolve(key, port)
         for text in addresses:
             ip = ipaddress.ip_address(text.split("%", 1)[0])
-            problem = self._address_allowed(ip)
+            problem = self._address_allowed(ip, port)
             if problem:
                 shown = key if key == text else f"{key} ({text})"
                 hint = "WEB_ALLOWED_HOSTS" if is_metadata(ip) else "WEB_ALLOWED_HOSTS or WEB_ALLOW_PRIVATE"
-                return self._refuse(key, f"{shown} is {problem}; only {hint} can allow it")
+                return self._refuse(key, f"{shown} is {problem}; only {hint} can allow it (as host:{port})")
         return Target(key, port, tuple(addresses))
 
     def _refuse(self, host: str, reason: str) -> Target:

@@ -6,6 +6,7 @@ import threading
 from collections.abc import AsyncIterator, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 import pytest_asyncio
@@ -56,15 +57,16 @@ def article() -> Iterator[str]:
 
 def settings_for(fake: FakeNotionServer, **env: object) -> McpSettings:
     values: dict[str, object] = {"NOTION_API_KEY": fake.notion.token, "NOTION_API_URL": fake.url,
-                                 "NOTION_PARENT_PAGE_ID": fake.notion.root_id, "WEB_ALLOWED_HOSTS": "127.0.0.1",
+                                 "NOTION_PARENT_PAGE_ID": fake.notion.root_id,
                                  "CHROMIUM_PATH": CHROMIUM, "WEB_TIMEOUT": 10}
     values.update(env)
     return McpSettings(_env_file=None, **values)  # type: ignore[arg-type]
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def client(fake: FakeNotionServer) -> AsyncIterator[Client]:
-    settings = settings_for(fake)
+async def client(fake: FakeNotionServer, article: str) -> AsyncIterator[Client]:
+    # the article's server only, on its port (WEB_ALLOWED_HOSTS names host and port)
+    settings = settings_for(fake, WEB_ALLOWED_HOSTS=urlsplit(article).netloc)
     holder = BrowserHolder(settings)
     mcp = FastMCP("notion-test")
     notion.register(mcp, settings, browser=holder)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import sqlite3
 import threading
 from contextlib import closing
@@ -15,7 +16,7 @@ from services.mcp_server.security.audit import (
     AuditEntry,
     AuditLog,
     AuditWriteError,
-    append_entries,
+    HeadError,
     append_now,
     head_path,
     verify,
@@ -74,7 +75,7 @@ def test_edited_row_is_found(db_path: Path) -> None:
     _tamper(db_path, "UPDATE audit_log SET status = 'denied' WHERE id = 3")
     result = verify(db_path)
     assert not result.ok and result.bad_row == 3
-    assert "hash" in result.reason
+    assert "do not match its HMAC" in result.reason
 
 
 def test_edit_with_recomputed_hash_breaks_the_next_link(db_path: Path) -> None:
@@ -112,18 +113,33 @@ def test_every_row_deleted_is_found(db_path: Path) -> None:
     assert not verify(db_path).ok
 
 
-def test_replaced_last_row_is_found(db_path: Path) -> None:
-    """Rewriting the last row with a consistent hash still disagrees with the head checkpoint."""
+def test_the_writer_refuses_to_extend_a_chain_cut_short(db_path: Path) -> None:
+    """Appending on top of a removed last row would hide the removal; the writer stops instead."""
     append_now(db_path, _entries(3))
-    conn = db.connect(db_path)
-    conn.execute("DROP TRIGGER audit_no_delete")
-    conn.execute("DELETE FROM audit_log WHERE id = 3")
-    head = head_path(db_path).read_text()
-    append_entries(conn, db_path, [AuditEntry("mallory", "admin", "read_file", {}, "allowed")])
-    head_path(db_path).write_text(head)  # the attacker cannot forge the checkpoint without being seen either
-    conn.close()
+    _tamper(db_path, "DELETE FROM audit_log WHERE id = 3")
+    with pytest.raises(HeadError, match="ends at row 2, but its head checkpoint says 3"):
+        append_now(db_path, [AuditEntry("mallory", "admin", "read_file", {}, "allowed")])
     result = verify(db_path)
-    assert not result.ok and result.bad_row == 3
+    assert not result.ok and result.bad_row == 3 and result.rows == 2
+
+
+def test_the_writer_refuses_to_extend_a_chain_whose_last_row_was_replaced(db_path: Path) -> None:
+    append_now(db_path, _entries(3))
+    _tamper(db_path, "UPDATE audit_log SET row_hash = ? WHERE id = 3", "e" * 64)
+    with pytest.raises(HeadError, match="row 3 does not match the head checkpoint"):
+        append_now(db_path, _entries(1))
+    assert verify(db_path).bad_row == 3
+
+
+async def test_a_writer_that_finds_the_head_removed_fails_and_health_says_so(db_path: Path) -> None:
+    log = AuditLog(db_path)
+    await log.record(_entries(1)[0])
+    head_path(db_path).unlink()
+    with pytest.raises(AuditWriteError, match="head checkpoint .* is missing"):
+        await log.record(_entries(1)[0])
+    assert "head checkpoint" in log.state()
+    await log.close()
+    assert "missing" in verify(db_path).reason
 
 
 def test_missing_head_file_is_found(db_path: Path) -> None:
@@ -170,7 +186,7 @@ def test_redaction_hides_secrets_and_content_but_keeps_the_rest() -> None:
     }
     out = redact(args)
     assert out["path"] == "notes.txt" and out["max_tokens"] == 5 and out["author"] == "Ann"
-    assert out["content"] == "[5000 chars]"
+    assert out["content"] == f"sha256:{hashlib.sha256(b'x' * 5000).hexdigest()}; 5000 bytes"
     assert out["api_key"] == "[redacted]"
     assert out["headers"]["Authorization"] == "[redacted]"
     for secret in ("sk-abcdefghijklmnop", "hunter2", "s3cr3t"):
@@ -259,10 +275,10 @@ async def test_a_writer_stopped_from_outside_leaves_its_rows_to_the_next(db_path
 
 async def test_a_server_that_recorded_nothing_verifies(db_path: Path) -> None:
     log = AuditLog(db_path)
-    log.start()  # creates the empty head checkpoint
+    log.start()
     await log.close()
-    assert head_path(db_path).exists() and verify(db_path).ok
-    head_path(db_path).write_text("")
-    append_now(db_path, _entries(1))
-    head_path(db_path).write_text("")  # rows without a checkpoint are not fine
+    assert head_path(db_path).exists() and verify(db_path).ok  # the head is made with the key
+    head_path(db_path).write_text("")  # an emptied head is not a fresh one
     assert "missing" in verify(db_path).reason
+    with pytest.raises(HeadError, match="empty"):
+        append_now(db_path, _entries(1))

@@ -56,7 +56,7 @@ def test_user_add_prints_a_working_key_once_and_list_shows_it(env: Path, capsys:
 
 
 def test_audit_verify_exit_codes(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert run("audit", "verify") == 1  # no database yet
+    assert run("audit", "verify") == 2  # no database yet: nothing to check
     path = db.initialize(make_settings(env))
     append_now(path, [AuditEntry("owner", "developer", "read_file", {"path": str(i)}, "allowed") for i in range(4)])
     assert run("audit", "verify") == 0

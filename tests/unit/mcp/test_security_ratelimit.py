@@ -12,6 +12,7 @@ from fastmcp.exceptions import ToolError
 
 from services.mcp_server.security.ratelimit import RateLimited, RateLimiter
 from services.mcp_server.server import build_server
+from services.mcp_server.settings import McpSettings
 from tests.unit.mcp.security_support import fake_tools, make_settings
 
 
@@ -84,3 +85,23 @@ async def test_rate_limit_switched_off(tmp_path: Path) -> None:
     async with Client(mcp) as client:
         for _ in range(5):
             await client.call_tool("read_file", {"path": "a"})
+
+
+def test_the_default_bucket_allows_50_per_second_with_a_burst_of_200(tmp_path: Path) -> None:
+    settings = McpSettings(_env_file=None, DATA_DIR=tmp_path)  # type: ignore[call-arg]
+    clock = Clock()
+    limiter = RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst, settings.rate_limit_tools,
+                          clock=clock)
+    for _ in range(200):
+        limiter.take("ann", "read_file")
+    with pytest.raises(RateLimited):
+        limiter.take("ann", "read_file")
+    clock.now += 1.0
+    for _ in range(50):
+        limiter.take("ann", "read_file")
+    with pytest.raises(RateLimited):
+        limiter.take("ann", "read_file")
+    for _ in range(10):  # the slower per-tool defaults still apply
+        limiter.take("ann", "run_command")
+    with pytest.raises(RateLimited):
+        limiter.take("ann", "run_command")

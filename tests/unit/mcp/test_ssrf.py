@@ -78,14 +78,23 @@ async def test_allow_private_opens_private_ranges_but_not_metadata() -> None:
             await open_guard.vet_url(url)
 
 
-async def test_allowed_hosts_open_exactly_the_named_hosts_and_networks() -> None:
-    listed = guard(WEB_ALLOWED_HOSTS="127.0.0.1, intranet.local,10.20.0.0/16")
+async def test_allowed_hosts_open_exactly_the_named_hosts_and_networks_on_their_ports() -> None:
+    listed = guard(WEB_ALLOWED_HOSTS="127.0.0.1:9000, intranet.local:443,10.20.0.0/16:80,[::1]:8080")
     assert await listed.vet_url("http://127.0.0.1:9000/")
     assert await listed.vet_url("http://10.20.3.4/")
-    for url in ("http://127.0.0.2/", "http://10.21.0.1/", "http://192.168.0.1/"):
+    assert await listed.vet_url("http://[::1]:8080/")
+    for url in ("http://127.0.0.2:9000/", "http://10.21.0.1/", "http://192.168.0.1/", "http://127.0.0.1:9001/",
+                "http://127.0.0.1/", "http://10.20.3.4:8080/", "http://[::1]:8081/"):
         with pytest.raises(SsrfRefused):
             await listed.vet_url(url)
-    assert listed.refused == ["127.0.0.2", "10.21.0.1", "192.168.0.1"]
+    assert listed.refused == ["127.0.0.2", "10.21.0.1", "192.168.0.1", "127.0.0.1", "127.0.0.1", "10.20.3.4", "::1"]
+
+
+@pytest.mark.parametrize("entry", ["127.0.0.1", "intranet.local", "10.20.0.0/16", "::1", "[::1]", "host:http",
+                                   "host:0", "host:70000", ":8080"])
+def test_an_allowed_host_without_a_port_is_refused_at_start_up(entry: str) -> None:
+    with pytest.raises(ValueError, match="WEB_ALLOWED_HOSTS"):
+        McpSettings(_env_file=None, WEB_ALLOWED_HOSTS=f"example.org:443,{entry}")  # type: ignore[call-arg]
 
 
 class _Redirects(BaseHTTPRequestHandler):
@@ -123,8 +132,8 @@ def origin() -> Iterator[str]:
 
 
 @pytest.fixture
-async def proxy() -> AsyncIterator[EgressProxy]:
-    running = await EgressProxy(guard(WEB_ALLOWED_HOSTS="127.0.0.1"), timeout=5).start()
+async def proxy(origin: str) -> AsyncIterator[EgressProxy]:
+    running = await EgressProxy(guard(WEB_ALLOWED_HOSTS=origin.removeprefix("http://")), timeout=5).start()
     yield running
     await running.close()
 
@@ -150,3 +159,12 @@ async def test_proxy_refuses_a_tunnel_to_a_private_address(proxy: EgressProxy) -
     writer.close()
     assert answer.startswith(b"HTTP/1.1 403")
     assert b"private address" in answer
+
+
+async def test_proxy_refuses_the_allowed_host_on_another_port(origin: str, proxy: EgressProxy) -> None:
+    port = int(origin.rsplit(":", 1)[1])
+    other = port + 1 if port < 65535 else port - 1
+    async with httpx.AsyncClient(proxy=proxy.url, timeout=5) as client:
+        answer = await client.get(f"http://127.0.0.1:{other}/")
+    assert answer.status_code == 403
+    assert "loopback" in answer.headers[REFUSED_HEADER]

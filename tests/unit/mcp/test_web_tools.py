@@ -9,6 +9,7 @@ import threading
 from collections.abc import AsyncIterator, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 import pytest_asyncio
@@ -101,8 +102,9 @@ def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def client(root: Path) -> AsyncIterator[Client]:
-    settings = McpSettings(_env_file=None, WEB_ALLOWED_HOSTS="127.0.0.1", WEB_TIMEOUT=10,  # type: ignore[call-arg]
+async def client(root: Path, sites: tuple[str, list[str]]) -> AsyncIterator[Client]:
+    page_server = urlsplit(sites[0]).netloc  # the pages' host and port; 127.0.0.2 (the canary) stays refused
+    settings = McpSettings(_env_file=None, WEB_ALLOWED_HOSTS=page_server, WEB_TIMEOUT=10,  # type: ignore[call-arg]
                            MCP_ALLOWED_ROOTS=str(root), CHROMIUM_PATH=CHROMIUM)
     holder = BrowserHolder(settings)
     mcp = FastMCP("web-test")
@@ -196,7 +198,8 @@ async def test_automate_names_the_failing_step(client: Client, sites: tuple[str,
 @needs_chromium
 async def test_a_step_that_never_succeeds_times_out(sites: tuple[str, list[str]]) -> None:
     base, _ = sites
-    settings = McpSettings(_env_file=None, WEB_ALLOWED_HOSTS="127.0.0.1", WEB_TIMEOUT=1)  # type: ignore[call-arg]
+    settings = McpSettings(_env_file=None, WEB_ALLOWED_HOSTS=urlsplit(base).netloc,  # type: ignore[call-arg]
+                           WEB_TIMEOUT=1)
     holder = BrowserHolder(settings)
     mcp = FastMCP("impatient")
     web.register(mcp, settings, browser=holder)
