@@ -45,8 +45,8 @@ def test_commands_use_the_data_dir_of_the_suite_from_any_folder(tmp_path: Path, 
     data = tmp_path / "suite-data"
     env_file = tmp_path / "suite.env"
     env_file.write_text(f"DATA_DIR={data}\n")
-    # no database yet: verify fails and says where it looked
-    assert cli.main(["--env-file", str(env_file), "audit", "verify"]) == 1
+    # no database yet: nothing was checked (exit 2), and it says where it looked
+    assert cli.main(["--env-file", str(env_file), "audit", "verify"]) == 2
     assert str(data / "security" / "security.db") in capsys.readouterr().out.replace("\n", "")
     assert cli.main(["--env-file", str(env_file), "mcp", "user", "list"]) == 0
     assert (data / "security" / "security.db").is_file() and (data / "security" / "owner.key").is_file()
