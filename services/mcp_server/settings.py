@@ -14,6 +14,8 @@ from services.mcp_server.security.audit_key import default_key_path
 from services.mcp_server.security.ssrf import parse_allowed_hosts
 
 DEFAULT_COMMANDS = "ls,cat,head,tail,wc,grep,echo,pwd,date,whoami,uname,du,df,sort,uniq,diff,file,stat,tree"
+# DATA_DIR's folders that hold the suite's own state; its documents folder stays open to the tools.
+STATE_FOLDERS = ("security", "postgresql", "vectors", "conversations", "run", "cache", "prometheus", "alertmanager")
 DEFAULT_TOOL_LIMITS = '{"run_command": [2, 10], "execute_python": [1, 5], "web_automate": [1, 5]}'
 
 
@@ -143,6 +145,12 @@ class McpSettings(SuiteSettings):
     def audit_key_path(self) -> Path:
         """The audit chain's key, kept outside the database so that whoever can write it cannot re-sign it."""
         return self.audit_key or default_key_path(self.security_db_path())
+
+    def own_data(self) -> list[Path]:
+        """What no tool may touch, even inside an allowed root: the security folder, both keys, and the
+        suite's state under DATA_DIR (databases, vectors, conversations, run state, caches)."""
+        return [self.security_db_path().parent, self.audit_key_path(), self.owner_key_path(),
+                *(self.data_dir / folder for folder in STATE_FOLDERS)]
 
     def roots(self) -> list[Path]:
         """Allowed roots, resolved, and mapped under the host mount in a container."""

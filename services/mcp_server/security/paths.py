@@ -32,13 +32,31 @@ class PathGuard:
         self.host_root = Path(os.path.realpath(settings.host_root)) if settings.host_root else None
         if not self.roots:
             raise ValueError("MCP_ALLOWED_ROOTS is empty: no folder is allowed")
+        self.protected = [Path(os.path.realpath(path)) for path in settings.own_data()]
 
     def is_allowed(self, path: Path) -> bool:
-        """True when the (already resolved) path is a root or lies below one, compared by components."""
-        return any(path == root or path.is_relative_to(root) for root in self.roots)
+        """True when the (already resolved) path is a root or lies below one, and is not the suite's own data."""
+        return any(_within(path, root) for root in self.roots) and not self.is_own_data(path)
+
+    def is_own_data(self, path: Path) -> bool:
+        """True for the suite's state, security folder and keys: a tool that could read the audit key could
+        forge the audit chain, and one that could write the databases could rewrite history."""
+        return any(_within(path, folder) for folder in self.protected)
+
+    def own_data_ids(self) -> frozenset[tuple[int, int]]:
+        """(device, inode) of the protected folders and files that exist, for walks that meet them by descriptor."""
+        ids = set()
+        for path in self.protected:
+            with contextlib.suppress(OSError):
+                info = os.stat(path)
+                ids.add((info.st_dev, info.st_ino))
+        return frozenset(ids)
 
     def check(self, path: Path, shown: str | None = None) -> Path:
         """Return `path` if it is allowed, else raise a ToolError naming it."""
+        if self.is_own_data(path):
+            raise ToolError(f"path {shown or str(path)!r} is the suite's own data (databases, keys, state); "
+                            "tools cannot read or change it")
         if not self.is_allowed(path):
             raise ToolError(f"path {shown or str(path)!r} is outside the allowed roots ({self.roots_text()})")
         return path
@@ -249,6 +267,10 @@ class PathGuard:
         self.check(self._real(ancestor), shown)
         if not ancestor.is_dir():
             raise ToolError(f"{shown!r}: {self.display(ancestor)!r} is not a directory")
+
+
+def _within(path: Path, folder: Path) -> bool:
+    return path == folder or path.is_relative_to(folder)
 
 
 @contextlib.contextmanager

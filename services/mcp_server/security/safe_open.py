@@ -130,14 +130,16 @@ def _is_symlink(dir_fd: int, name: str) -> bool:
         return False
 
 
-def walk_tree(top_fd: int, skip: frozenset[str]) -> Generator[tuple[str, int, list[str]]]:
+def walk_tree(top_fd: int, skip: frozenset[str],
+              hidden: frozenset[tuple[int, int]] = frozenset()) -> Generator[tuple[str, int, list[str]]]:
     """Depth-first, sorted, over folder fds: yields (folder relative to top with a trailing '/', its fd, file names).
 
     Subfolders open with O_NOFOLLOW relative to their parent's fd, so a folder swapped for a symlink is skipped,
     never entered. Only the folders on the current branch are open, so the fd count is the depth, not the width.
     The yielded fd is valid until the next step; read files with `os.open(name, ..., dir_fd=fd)`.
+    Folders and files whose (device, inode) is in `hidden` are neither entered nor listed.
     """
-    folders, files = _scan(top_fd, skip)
+    folders, files = _scan(top_fd, skip, hidden)
     yield "", top_fd, files
     stack: list[tuple[int, str, Iterator[str]]] = [(top_fd, "", iter(folders))]
     try:
@@ -154,7 +156,7 @@ def walk_tree(top_fd: int, skip: frozenset[str]) -> Generator[tuple[str, int, li
             except OSError:
                 continue  # vanished, swapped for a symlink or unreadable since the scan: not ours to enter
             try:
-                folders, files = _scan(child, skip)
+                folders, files = _scan(child, skip, hidden)
             except OSError:
                 os.close(child)
                 continue
@@ -167,13 +169,16 @@ def walk_tree(top_fd: int, skip: frozenset[str]) -> Generator[tuple[str, int, li
                 os.close(fd)
 
 
-def _scan(fd: int, skip: frozenset[str]) -> tuple[list[str], list[str]]:
+def _scan(fd: int, skip: frozenset[str], hidden: frozenset[tuple[int, int]]) -> tuple[list[str], list[str]]:
     """Sorted subfolder and file names of an open folder; symlinks and other kinds count as files (never entered)."""
     folders, files = [], []
+    device = os.fstat(fd).st_dev
     with os.scandir(fd) as entries:
         for entry in entries:
             try:
                 is_dir = entry.is_dir(follow_symlinks=False)
+                if hidden and (device, entry.inode()) in hidden:
+                    continue
             except OSError:
                 continue
             if is_dir:

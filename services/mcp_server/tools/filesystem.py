@@ -125,7 +125,8 @@ def search_tree(
     matches: list[dict[str, Any]] = []
     scanned = 0
     needle = content.lower() if content else None
-    with guard.opened(folder, FOLDER_FLAGS, shown) as top, contextlib.closing(_tree_files(top)) as files:
+    hidden = guard.own_data_ids()
+    with guard.opened(folder, FOLDER_FLAGS, shown) as top, contextlib.closing(_tree_files(top, hidden)) as files:
         for dir_fd, name, relative in files:
             scanned += 1
             if not (fnmatch.fnmatch(name, pattern) or fnmatch.fnmatch(relative, pattern)):
@@ -139,9 +140,9 @@ def search_tree(
     return _search_result(guard, folder, matches, scanned, truncated=False)
 
 
-def _tree_files(top: int) -> Generator[tuple[int, str, str]]:
+def _tree_files(top: int, hidden: frozenset[tuple[int, int]]) -> Generator[tuple[int, str, str]]:
     """(folder fd, name, path relative to the top) for every non-folder entry, in walk order."""
-    for prefix, dir_fd, names in walk_tree(top, SKIPPED_FOLDERS):
+    for prefix, dir_fd, names in walk_tree(top, SKIPPED_FOLDERS, hidden):
         for name in names:
             yield dir_fd, name, printable(prefix + name)
 
