@@ -10,6 +10,14 @@ if TYPE_CHECKING:
     from rich.console import Console, ConsoleOptions, RenderResult
 
 REFRESH_PER_SECOND = 10
+# Control characters but tab, newline and carriage return: model output and server messages are untrusted, and
+# an ESC in them would reach the terminal as a command (clear the screen, retitle the window, rewrite lines).
+CONTROLS = dict.fromkeys([*range(0x00, 0x09), 0x0B, 0x0C, *range(0x0E, 0x20), 0x7F, *range(0x80, 0xA0)])
+
+
+def strip_controls(text: str) -> str:
+    """`text` without terminal control characters (see CONTROLS)."""
+    return text.translate(CONTROLS)
 
 
 class _GrowingMarkdown:
@@ -55,7 +63,7 @@ class Notes:
     def say(self, message: str, style: str = "dim") -> None:
         from rich.text import Text
 
-        self._get().print(Text(message, style=style))
+        self._get().print(Text(strip_controls(message), style=style))
 
     def warn(self, message: str) -> None:
         self.say(f"warning: {message}", "yellow")
@@ -81,7 +89,7 @@ def render_markdown(deltas: Iterable[str], stream: TextIO | None = None, code_th
 
 
 def render_plain(deltas: Iterable[str], stream: TextIO | None = None) -> str:
-    """Write text as it arrives, unchanged, so `ai ... > file` holds exactly the answer."""
+    """Write text as it arrives, so `ai ... > file` holds the answer as it was written."""
     out = stream or sys.stdout
     text = ""
     for delta in deltas:
@@ -95,5 +103,6 @@ def render_plain(deltas: Iterable[str], stream: TextIO | None = None) -> str:
 
 
 def render_answer(deltas: Iterable[str], markdown: bool, stream: TextIO | None = None) -> str:
-    """Pick the renderer: markdown on a terminal, plain text otherwise."""
-    return render_markdown(deltas, stream) if markdown else render_plain(deltas, stream)
+    """Pick the renderer: markdown on a terminal, plain text otherwise; control characters never pass."""
+    safe = (strip_controls(delta) for delta in deltas)
+    return render_markdown(safe, stream) if markdown else render_plain(safe, stream)

@@ -310,3 +310,20 @@ def test_ctrl_c_in_a_session_drops_that_answer_and_keeps_the_session(
     child.expect(pexpect.EOF)
     child.close()
     assert child.exitstatus == 0
+
+
+HOSTILE = ["Hello \x1b[2J\x1b]0;pwned\x07", " world\x1b[1A\x9b31m", "\n| a |\tb |\r\n"]
+
+
+@pytest.mark.parametrize("markdown", [True, False])
+def test_model_output_cannot_send_terminal_control_sequences(markdown: bool) -> None:
+    import io
+
+    from services.cli.render import render_answer
+
+    out = io.StringIO()
+    text = render_answer(iter(HOSTILE), markdown=markdown, stream=out)
+    for shown in (out.getvalue(), text):
+        assert not any(char in shown for char in "\x1b\x07\x9b")
+        assert "Hello" in shown and "world" in shown
+    assert text == "Hello [2J]0;pwned world[1A31m\n| a |\tb |\r\n"
