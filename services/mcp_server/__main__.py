@@ -7,7 +7,7 @@ import argparse
 from services.common.logging import configure_logging
 from services.common.serve import serve
 from services.mcp_server.app import create_app
-from services.mcp_server.security.db import SecurityDbError
+from services.mcp_server.gate.db import SecurityDbError
 from services.mcp_server.server import create_mcp
 from services.mcp_server.settings import McpSettings
 

@@ -13,8 +13,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from services.mcp_server.security import db
-from services.mcp_server.security.audit_verify import UNCHECKED, verify
+from services.mcp_server.gate import db
+from services.mcp_server.gate.audit_verify import UNCHECKED, verify
 from services.mcp_server.settings import McpSettings
 
 EXIT_OK, EXIT_FAILED, EXIT_UNCHECKED = 0, 1, 2

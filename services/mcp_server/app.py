@@ -19,11 +19,11 @@ from services.common.errors import NotFound, SuiteError, Unauthorized, error_bod
 from services.common.health import health_response
 from services.common.metrics import instrument
 from services.common.settings import is_loopback
+from services.mcp_server.gate.db import PERM_DECIDE, hash_key
+from services.mcp_server.gate.identity import AuthenticationError, credential
+from services.mcp_server.gate.layer import SecurityLayer
+from services.mcp_server.gate.rbac import Identity
 from services.mcp_server.metrics import ToolMetrics
-from services.mcp_server.security.db import PERM_DECIDE, hash_key
-from services.mcp_server.security.identity import AuthenticationError, credential
-from services.mcp_server.security.layer import SecurityLayer
-from services.mcp_server.security.rbac import Identity
 from services.mcp_server.server import Register, build_server
 from services.mcp_server.settings import McpSettings
 

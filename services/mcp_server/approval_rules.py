@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from services.mcp_server.security.paths import PathGuard
+    from services.mcp_server.guards.paths import PathGuard
     from services.mcp_server.settings import McpSettings
 
 # Files that tell git which drivers and filters apply, or which repositories to fetch, wherever they lie.
@@ -23,7 +23,7 @@ def git_control_write(settings: McpSettings, args: dict[str, Any]) -> str | None
     """Why a write to `args["path"]` needs approval: it lands where git reads what makes it run programs."""
     from fastmcp.exceptions import ToolError
 
-    from services.mcp_server.security.paths import PathGuard
+    from services.mcp_server.guards.paths import PathGuard
 
     path, working_dir = args.get("path"), args.get("working_dir")
     if not isinstance(path, str) or not path or "\0" in path:

@@ -13,8 +13,8 @@ from typing import Any
 from rich.console import Console
 from rich.markup import escape
 
-from services.mcp_server.security import db
-from services.mcp_server.security.approvals import ApprovalError, ApprovalRequest, ApprovalStore, decide_and_record
+from services.mcp_server.gate import db
+from services.mcp_server.gate.approvals import ApprovalError, ApprovalRequest, ApprovalStore, decide_and_record
 from services.mcp_server.settings import McpSettings
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2

@@ -9,8 +9,8 @@ from typing import Any
 
 from fastmcp import FastMCP
 
-from services.mcp_server.security.layer import SecurityLayer
-from services.mcp_server.security.middleware import Observer, SecurityMiddleware
+from services.mcp_server.gate.layer import SecurityLayer
+from services.mcp_server.gate.middleware import Observer, SecurityMiddleware
 from services.mcp_server.settings import McpSettings
 from services.mcp_server.tools.browser import BrowserHolder
 

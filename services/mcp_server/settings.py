@@ -10,8 +10,8 @@ from pydantic import Field, field_validator
 from pydantic_settings import NoDecode
 
 from services.common.settings import SuiteSettings
-from services.mcp_server.security.audit_key import default_key_path
-from services.mcp_server.security.ssrf import parse_allowed_hosts
+from services.mcp_server.gate.audit_key import default_key_path
+from services.mcp_server.guards.ssrf import parse_allowed_hosts
 
 DEFAULT_COMMANDS = "ls,cat,head,tail,wc,grep,echo,pwd,date,whoami,uname,du,df,sort,uniq,diff,file,stat,tree"
 # DATA_DIR's folders that hold the suite's own state; its documents folder stays open to the tools.

@@ -13,7 +13,7 @@ import pytest
 from fastmcp.client import Client
 from fastmcp.client.transports import StreamableHttpTransport
 
-from services.mcp_server.security.audit import verify
+from services.mcp_server.gate.audit import verify
 from tests.support.procs import Service, free_port, python_module
 
 pytestmark = pytest.mark.integration

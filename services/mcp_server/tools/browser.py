@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING, Any
 
 from fastmcp.exceptions import ToolError
 
-from services.mcp_server.security.egress import EgressProxy
-from services.mcp_server.security.ssrf import SsrfGuard, install_route_guard
+from services.mcp_server.guards.egress import EgressProxy
+from services.mcp_server.guards.ssrf import SsrfGuard, install_route_guard
 
 if TYPE_CHECKING:
     from playwright.async_api import Browser, BrowserContext, Playwright

@@ -13,13 +13,13 @@ from typing import Annotated, Any
 
 from fastmcp import FastMCP
 from fastmcp.exceptions import ToolError
-from mcp.types import ToolAnnotations
 from pydantic import Field
 
-from services.mcp_server.security.bwrap import require_bwrap
-from services.mcp_server.security.paths import PathGuard
-from services.mcp_server.security.python_screen import screen_python
-from services.mcp_server.security.sandbox import FIXED_PATH, PythonLimits, base_env, run_limited, run_python
+from services.mcp_server.catalog import tool
+from services.mcp_server.guards.bwrap import require_bwrap
+from services.mcp_server.guards.paths import PathGuard
+from services.mcp_server.guards.python_screen import screen_python
+from services.mcp_server.guards.sandbox import FIXED_PATH, PythonLimits, base_env, run_limited, run_python
 from services.mcp_server.settings import McpSettings
 
 logger = logging.getLogger(__name__)
@@ -177,7 +177,7 @@ def register(mcp: FastMCP, settings: McpSettings) -> None:
     if settings.python_sandbox == "none-unsafe":
         logger.warning("PYTHON_SANDBOX=none-unsafe: execute_python runs code without bubblewrap, on rlimits alone")
 
-    @mcp.tool(name="run_command", annotations=ToolAnnotations(destructive_hint=True, open_world_hint=False))
+    @tool(mcp, "run_command")
     def run_command(
         command: Annotated[
             str | list[str],
@@ -204,7 +204,7 @@ def register(mcp: FastMCP, settings: McpSettings) -> None:
             raise ToolError(f"{argv[0]} was stopped after {limit:g} s (COMMAND_TIMEOUT)")
         return {"command": argv, "working_dir": guard.display(cwd), **result.as_dict()}
 
-    @mcp.tool(name="execute_python", annotations=ToolAnnotations(destructive_hint=True, open_world_hint=False))
+    @tool(mcp, "execute_python")
     def execute_python(
         code: Annotated[str, Field(description="Python source; stdlib maths/text/data modules only, no OS access.")],
         working_dir: Annotated[

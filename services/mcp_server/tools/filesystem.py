@@ -21,11 +21,11 @@ from typing import Annotated, Any
 import psutil
 from fastmcp import FastMCP
 from fastmcp.exceptions import ToolError
-from mcp.types import ToolAnnotations
 from pydantic import Field
 
-from services.mcp_server.security.paths import MissingPathError, PathGuard
-from services.mcp_server.security.safe_open import O_PATH, walk_tree
+from services.mcp_server.catalog import tool
+from services.mcp_server.guards.paths import MissingPathError, PathGuard
+from services.mcp_server.guards.safe_open import O_PATH, walk_tree
 from services.mcp_server.settings import McpSettings
 
 MAX_LIST_ENTRIES = 1000
@@ -36,9 +36,6 @@ SKIPPED_FOLDERS = frozenset({".git", ".hg", ".svn", "node_modules", "__pycache__
 FILE_FLAGS = os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY
 FOLDER_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NONBLOCK
 
-READ_ONLY = ToolAnnotations(read_only_hint=True, open_world_hint=False)
-WRITES = ToolAnnotations(read_only_hint=False, destructive_hint=False, open_world_hint=False)
-OVERWRITES = ToolAnnotations(read_only_hint=False, destructive_hint=True, open_world_hint=False)
 WorkingDir = Annotated[
     str | None, Field(description="Folder that relative paths resolve against (default: the first allowed root).")
 ]
@@ -201,7 +198,7 @@ def register(mcp: FastMCP, settings: McpSettings) -> None:
     """Add the six filesystem tools."""
     guard = PathGuard(settings)
 
-    @mcp.tool(name="list_files", annotations=READ_ONLY)
+    @tool(mcp, "list_files")
     def list_files(
         path: Annotated[str, Field(description="Folder to list, relative to working_dir or absolute.")] = ".",
         include_hidden: Annotated[bool, Field(description="Also list names starting with a dot.")] = False,
@@ -210,7 +207,7 @@ def register(mcp: FastMCP, settings: McpSettings) -> None:
         """List a folder's entries with type, size and modification time."""
         return list_folder(guard, guard.locate(path, working_dir), path, include_hidden)
 
-    @mcp.tool(name="read_file", annotations=READ_ONLY)
+    @tool(mcp, "read_file")
     def read_file(
         path: Annotated[str, Field(description="Text file to read, relative to working_dir or absolute.")],
         working_dir: WorkingDir = None,
@@ -220,7 +217,7 @@ def register(mcp: FastMCP, settings: McpSettings) -> None:
         data = read_limited(guard, real, path, settings.max_read_bytes)
         return {"path": guard.display(real), "size": len(data), "content": decode_text(data, path)}
 
-    @mcp.tool(name="write_file", annotations=OVERWRITES)
+    @tool(mcp, "write_file")
     def write_file(
         path: Annotated[str, Field(description="File to write, relative to working_dir or absolute.")],
         content: Annotated[str, Field(description="Full new text of the file (UTF-8).")],
@@ -239,7 +236,7 @@ def register(mcp: FastMCP, settings: McpSettings) -> None:
             raise ToolError(hint) from exc
         return {"path": guard.display(real), "bytes_written": len(data), "created": created}
 
-    @mcp.tool(name="create_directory", annotations=WRITES)
+    @tool(mcp, "create_directory")
     def create_directory(
         path: Annotated[str, Field(description="Folder to create (with missing parents).")],
         working_dir: WorkingDir = None,
@@ -248,7 +245,7 @@ def register(mcp: FastMCP, settings: McpSettings) -> None:
         real = guard.resolve_new(path, working_dir)
         return {"path": guard.display(real), "created": guard.make_dirs(real)}
 
-    @mcp.tool(name="search_files", annotations=READ_ONLY)
+    @tool(mcp, "search_files")
     def search_files(
         pattern: Annotated[str, Field(description="Glob for file names or relative paths, e.g. '*.py'.")] = "*",
         content: Annotated[
@@ -262,7 +259,7 @@ def register(mcp: FastMCP, settings: McpSettings) -> None:
         folder = guard.locate(path, working_dir)
         return search_tree(guard, folder, path, pattern, content, max_results, settings.max_read_bytes)
 
-    @mcp.tool(name="get_system_info", annotations=READ_ONLY)
+    @tool(mcp, "get_system_info")
     def get_system_info(working_dir: WorkingDir = None) -> dict[str, Any]:
         """Describe this machine: OS, Python, CPU, memory, and disk space where working_dir lies."""
         return system_info(guard, guard.base(working_dir))

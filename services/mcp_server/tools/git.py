@@ -6,11 +6,11 @@ from typing import Annotated, Any
 
 from fastmcp import FastMCP
 from fastmcp.exceptions import ToolError
-from mcp.types import ToolAnnotations
 from pydantic import Field
 
-from services.mcp_server.security.approvals import approved_state
-from services.mcp_server.security.paths import PathGuard
+from services.mcp_server.catalog import tool
+from services.mcp_server.gate.approvals import approved_state
+from services.mcp_server.guards.paths import PathGuard
 from services.mcp_server.settings import McpSettings
 from services.mcp_server.tools.git_runner import GitRunner
 
@@ -20,7 +20,6 @@ BOUND_TREE = "staged_tree"
 # Merge, cherry-pick and revert states that a plain commit of the index would silently drop.
 UNFINISHED = ("MERGE_HEAD", "CHERRY_PICK_HEAD", "REVERT_HEAD")
 
-READ_ONLY = ToolAnnotations(read_only_hint=True, open_world_hint=False)
 WorkingDir = Annotated[
     str | None, Field(description="A folder inside the repository (default: the first allowed root).")
 ]
@@ -115,7 +114,7 @@ def register(mcp: FastMCP, settings: McpSettings) -> None:
     """Add the five git tools."""
     guard = PathGuard(settings)
 
-    @mcp.tool(name="git_status", annotations=READ_ONLY)
+    @tool(mcp, "git_status")
     def git_status(working_dir: WorkingDir = None) -> dict[str, Any]:
         """Show the branch and changed, staged and untracked files of the repository."""
         with GitRunner(settings, guard, working_dir) as git:
@@ -123,7 +122,7 @@ def register(mcp: FastMCP, settings: McpSettings) -> None:
                               "--ignore-submodules=all"])
         return {"repository": guard.display(git.top), **parse_status(result.stdout), "truncated": result.truncated}
 
-    @mcp.tool(name="git_diff", annotations=READ_ONLY)
+    @tool(mcp, "git_diff")
     def git_diff(
         file_path: Annotated[str | None, Field(description="Only this file or folder.")] = None,
         staged: Annotated[bool, Field(description="Diff the index against HEAD instead of the worktree.")] = False,
@@ -138,7 +137,7 @@ def register(mcp: FastMCP, settings: McpSettings) -> None:
             result = git.run(args)
         return {"repository": guard.display(git.top), "diff": result.stdout, "truncated": result.truncated}
 
-    @mcp.tool(name="git_log", annotations=READ_ONLY)
+    @tool(mcp, "git_log")
     def git_log(
         max_count: Annotated[int, Field(ge=1, le=MAX_LOG_COUNT, description="Most commits to return.")] = 20,
         file_path: Annotated[str | None, Field(description="Only commits touching this path.")] = None,
@@ -155,7 +154,7 @@ def register(mcp: FastMCP, settings: McpSettings) -> None:
         commits = parse_log(result.stdout) if result.exit_code == 0 else []
         return {"repository": guard.display(git.top), "commits": commits}
 
-    @mcp.tool(name="git_add", annotations=ToolAnnotations(destructive_hint=False, open_world_hint=False))
+    @tool(mcp, "git_add")
     def git_add(
         file_paths: Annotated[list[str] | str, Field(description="Paths to stage, inside the repository.")],
         working_dir: WorkingDir = None,
@@ -177,7 +176,7 @@ def register(mcp: FastMCP, settings: McpSettings) -> None:
         staged = [entry["path"] for entry in status["entries"] if entry["index"] not in " ?"]
         return {"repository": guard.display(git.top), "added": specs, "staged": staged}
 
-    @mcp.tool(name="git_commit", annotations=ToolAnnotations(destructive_hint=False, open_world_hint=False))
+    @tool(mcp, "git_commit")
     def git_commit(
         message: Annotated[str, Field(min_length=1, description="Commit message (first line is the subject).")],
         working_dir: WorkingDir = None,

@@ -19,8 +19,8 @@ from types import TracebackType
 
 from fastmcp.exceptions import ToolError
 
-from services.mcp_server.security.paths import PathGuard
-from services.mcp_server.security.sandbox import FIXED_PATH, RunResult, run_limited
+from services.mcp_server.guards.paths import PathGuard
+from services.mcp_server.guards.sandbox import FIXED_PATH, RunResult, run_limited
 from services.mcp_server.settings import McpSettings
 
 # Plain data worth keeping from the repository's config (and, for the identity, the server user's own):

@@ -15,8 +15,9 @@ from notion_client import AsyncClient, RetryOptions
 from notion_client.errors import APIResponseError, RequestTimeoutError, UnknownHTTPResponseError
 from pydantic import Field
 
+from services.mcp_server.catalog import tool
 from services.mcp_server.tools.browser import BrowserHolder
-from services.mcp_server.tools.web import hints, open_page, scrape_page
+from services.mcp_server.tools.web import open_page, scrape_page
 
 if TYPE_CHECKING:
     from services.mcp_server.settings import McpSettings
@@ -176,7 +177,7 @@ def register(mcp: FastMCP, settings: McpSettings, browser: BrowserHolder | None 
     """Add the Notion tools; web_to_notion scrapes with `browser` (pass the server's holder)."""
     holder = browser or BrowserHolder(settings)
 
-    @mcp.tool(name="notion_create_page", annotations=hints("notion_create_page"))
+    @tool(mcp, "notion_create_page")
     async def notion_create_page(
         title: Annotated[str, Field(min_length=1, max_length=2000, description="Page title.")],
         content: Annotated[str, Field(max_length=MAX_CONTENT, description="Markdown-ish body: # headings, "
@@ -186,7 +187,7 @@ def register(mcp: FastMCP, settings: McpSettings, browser: BrowserHolder | None 
         """Create a Notion page under a parent page, converting markdown-ish content to blocks."""
         return await create_page(settings, title, markdown_blocks(content), parent_page_id)
 
-    @mcp.tool(name="notion_search", annotations=hints("notion_search"))
+    @tool(mcp, "notion_search")
     async def notion_search(
         query: Annotated[str, Field(max_length=500, description="Words in the page title; empty lists all.")] = "",
         limit: Annotated[int, Field(ge=1, le=100, description="Most pages returned.")] = 10,
@@ -200,7 +201,7 @@ def register(mcp: FastMCP, settings: McpSettings, browser: BrowserHolder | None 
                   "last_edited_time": page.get("last_edited_time")} for page in found.get("results", [])]
         return {"query": query, "results": pages, "has_more": bool(found.get("has_more"))}
 
-    @mcp.tool(name="web_to_notion", annotations=hints("web_to_notion"))
+    @tool(mcp, "web_to_notion")
     async def web_to_notion(
         url: Annotated[str, Field(min_length=1, max_length=8192, description="http(s) page to save.")],
         title: Annotated[str | None, Field(max_length=2000, description="Page title (default: the web "

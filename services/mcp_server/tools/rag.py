@@ -7,10 +7,9 @@ from typing import TYPE_CHECKING, Annotated, Any
 import httpx
 from fastmcp import FastMCP
 from fastmcp.exceptions import ToolError
-from mcp.types import ToolAnnotations
 from pydantic import Field, StringConstraints
 
-from services.mcp_server.catalog import TOOLS
+from services.mcp_server.catalog import tool
 
 if TYPE_CHECKING:
     from services.mcp_server.settings import McpSettings
@@ -22,10 +21,6 @@ DOWN_HINT = "start it with `ai-suite up p3` (or check RAG_URL)"
 Collection = Annotated[str, StringConstraints(pattern=COLLECTION_PATTERN),
                        Field(description="Collection name (letters, digits, _ . -).")]
 
-
-def _hints(tool: str) -> ToolAnnotations:
-    spec = TOOLS[tool]
-    return ToolAnnotations(read_only_hint=spec.read_only, destructive_hint=False, open_world_hint=False)
 
 
 def _message(response: httpx.Response) -> str:
@@ -68,7 +63,7 @@ def _source(source: dict[str, Any]) -> dict[str, Any]:
 def register(mcp: FastMCP, settings: McpSettings) -> None:
     """Add rag_query and rag_index."""
 
-    @mcp.tool(name="rag_query", annotations=_hints("rag_query"))
+    @tool(mcp, "rag_query")
     async def rag_query(
         question: Annotated[str, Field(min_length=1, max_length=8000, description="The question to answer.")],
         collection: Collection = "default",
@@ -83,7 +78,7 @@ def register(mcp: FastMCP, settings: McpSettings) -> None:
         return {"answer": result.get("answer", ""), "sources": [_source(s) for s in result.get("sources", [])],
                 "collection": result.get("collection", collection), "model": result.get("model")}
 
-    @mcp.tool(name="rag_index", annotations=_hints("rag_index"))
+    @tool(mcp, "rag_index")
     async def rag_index(
         paths: Annotated[list[Annotated[str, StringConstraints(min_length=1, max_length=4096)]] | None,
                          Field(min_length=1, max_length=1000, description="Files or folders under the RAG "

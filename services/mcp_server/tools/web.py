@@ -12,12 +12,12 @@ from fastmcp import FastMCP
 from fastmcp.exceptions import ToolError
 from fastmcp.tools import ToolResult
 from fastmcp.utilities.types import Image
-from mcp.types import TextContent, ToolAnnotations
+from mcp.types import TextContent
 from pydantic import BaseModel, ConfigDict, Field
 
-from services.mcp_server.catalog import TOOLS
-from services.mcp_server.security.egress import REFUSED_HEADER
-from services.mcp_server.security.ssrf import SsrfGuard, SsrfRefused
+from services.mcp_server.catalog import tool
+from services.mcp_server.guards.egress import REFUSED_HEADER
+from services.mcp_server.guards.ssrf import SsrfGuard, SsrfRefused
 from services.mcp_server.tools.browser import BrowserHolder
 from services.mcp_server.tools.web_pages import ANALYZE_JS, LINKS_JS
 
@@ -45,13 +45,6 @@ class Step(BaseModel):
     value: str | None = Field(None, description="Text for fill, key name for press (e.g. Enter).")
     full_page: bool = Field(False, description="screenshot: the whole page, not only the viewport.")
 
-
-def hints(tool: str) -> ToolAnnotations:
-    """MCP hints from the catalog entry of `tool`."""
-    spec = TOOLS[tool]
-    # scripted steps can submit forms and press buttons on remote sites; the other tools read or create
-    return ToolAnnotations(read_only_hint=spec.read_only, destructive_hint=tool == "web_automate",
-                           open_world_hint=True)
 
 
 def _first_line(exc: Exception) -> str:
@@ -144,7 +137,7 @@ async def scrape_page(session: PageSession, url: str, selector: str | None, max_
 
 async def _save(settings: McpSettings, path: str, working_dir: str | None, data: bytes) -> str:
     """Write the PNG under an allowed root (atomic, never through a symlink); returns the path as shown."""
-    from services.mcp_server.security.paths import PathGuard
+    from services.mcp_server.guards.paths import PathGuard
 
     def write() -> str:
         guard = PathGuard(settings)
@@ -205,7 +198,7 @@ def register(mcp: FastMCP, settings: McpSettings, browser: BrowserHolder | None 
     """Add the web tools; pass the server's BrowserHolder so its lifespan can close Chromium."""
     holder = browser or BrowserHolder(settings)
 
-    @mcp.tool(name="web_screenshot", annotations=hints("web_screenshot"), output_schema=None)
+    @tool(mcp, "web_screenshot", output_schema=None)
     async def web_screenshot(
         url: Url,
         full_page: Annotated[bool, Field(description="Capture the whole page, not only the viewport.")] = False,
@@ -224,7 +217,7 @@ def register(mcp: FastMCP, settings: McpSettings, browser: BrowserHolder | None 
         result.append(note)
         return result
 
-    @mcp.tool(name="web_scrape", annotations=hints("web_scrape"))
+    @tool(mcp, "web_scrape")
     async def web_scrape(
         url: Url,
         selector: Selector = None,
@@ -234,14 +227,14 @@ def register(mcp: FastMCP, settings: McpSettings, browser: BrowserHolder | None 
         async with open_page(holder, url) as session:
             return await scrape_page(session, url, selector, max_chars)
 
-    @mcp.tool(name="web_analyze_ui", annotations=hints("web_analyze_ui"))
+    @tool(mcp, "web_analyze_ui")
     async def web_analyze_ui(url: Url) -> dict[str, Any]:
         """Describe a page's UI: headings, forms, buttons, links, images without alt, colours, fonts, viewport."""
         async with open_page(holder, url) as session:
             report = await session.run(session.page.evaluate(ANALYZE_JS), "analysing the page")
             return {"url": url, "final_url": session.page.url, "status": session.status, **report}
 
-    @mcp.tool(name="web_automate", annotations=hints("web_automate"), output_schema=None)
+    @tool(mcp, "web_automate", output_schema=None)
     async def web_automate(
         steps: Annotated[list[Step], Field(min_length=1, max_length=MAX_STEPS, description="Actions, in order.")],
         start_url: Annotated[str | None, Field(description="Page to open before the first step.")] = None,

@@ -19,9 +19,9 @@ from mcp.client.session import ClientSession
 from mcp.client.streamable_http import streamable_http_client
 
 from services.mcp_server import approvals_cli
-from services.mcp_server.security import db
-from services.mcp_server.security.approvals import ApprovalStore, decide_and_record
-from services.mcp_server.security.audit import verify
+from services.mcp_server.gate import db
+from services.mcp_server.gate.approvals import ApprovalStore, decide_and_record
+from services.mcp_server.gate.audit import verify
 from tests.unit.mcp.security_support import RAN, LiveServer, live_server, make_settings
 
 

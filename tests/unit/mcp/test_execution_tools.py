@@ -13,7 +13,7 @@ import pytest
 from fastmcp import Client, FastMCP
 from fastmcp.exceptions import ToolError
 
-from services.mcp_server.security.sandbox import (
+from services.mcp_server.guards.sandbox import (
     PythonLimits,
     base_env,
     run_limited,

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from fastmcp.exceptions import ToolError
 
-from services.mcp_server.security.paths import PathGuard
+from services.mcp_server.guards.paths import PathGuard
 from services.mcp_server.settings import McpSettings
 
 

@@ -19,8 +19,8 @@ import pytest
 from fastmcp import Client, FastMCP
 from fastmcp.exceptions import ToolError
 
-from services.mcp_server.security.bwrap import bwrap_argv
-from services.mcp_server.security.sandbox import PythonLimits, RunResult, run_python, sandbox_interpreter
+from services.mcp_server.guards.bwrap import bwrap_argv
+from services.mcp_server.guards.sandbox import PythonLimits, RunResult, run_python, sandbox_interpreter
 from services.mcp_server.settings import McpSettings
 from services.mcp_server.tools import execution
 

@@ -19,8 +19,8 @@ import pytest
 from fastmcp import Client, FastMCP
 from fastmcp.exceptions import ToolError
 
-from services.mcp_server.security import safe_open
-from services.mcp_server.security.paths import PathGuard
+from services.mcp_server.guards import safe_open
+from services.mcp_server.guards.paths import PathGuard
 from services.mcp_server.settings import McpSettings
 from services.mcp_server.tools import filesystem
 

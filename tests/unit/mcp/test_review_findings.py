@@ -13,8 +13,8 @@ from fastmcp import Client, FastMCP
 from fastmcp.exceptions import ToolError
 
 from services.mcp_server import approvals_cli
-from services.mcp_server.security.paths import PathGuard
-from services.mcp_server.security.redact import for_approver, redact
+from services.mcp_server.gate.redact import for_approver, redact
+from services.mcp_server.guards.paths import PathGuard
 from services.mcp_server.server import build_server
 from services.mcp_server.settings import McpSettings
 from services.mcp_server.tools import execution, filesystem

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from services.mcp_server.security import safe_open
+from services.mcp_server.guards import safe_open
 
 Opener = Callable[[int, str, int], int]
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from services.mcp_server import approvals_cli
-from services.mcp_server.security import db
-from services.mcp_server.security.approvals import (
+from services.mcp_server.gate import db
+from services.mcp_server.gate.approvals import (
     AlreadyDecided,
     ApprovalStore,
     NotApprover,
@@ -21,7 +21,7 @@ from services.mcp_server.security.approvals import (
     args_digest,
     decide_and_record,
 )
-from services.mcp_server.security.audit import verify
+from services.mcp_server.gate.audit import verify
 from tests.unit.mcp.security_support import make_settings
 
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from services.mcp_server.security import db
-from services.mcp_server.security.audit import (
+from services.mcp_server.gate import db
+from services.mcp_server.gate.audit import (
     AuditEntry,
     AuditLog,
     AuditWriteError,
@@ -21,7 +21,7 @@ from services.mcp_server.security.audit import (
     head_path,
     verify,
 )
-from services.mcp_server.security.redact import redact
+from services.mcp_server.gate.redact import redact
 from tests.unit.mcp.security_support import make_settings
 
 
@@ -217,7 +217,7 @@ async def test_record_raises_when_its_row_cannot_be_written(db_path: Path) -> No
 
 
 async def test_a_waiting_row_cuts_the_linger_short(db_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("services.mcp_server.security.audit.LINGER_S", 30.0)
+    monkeypatch.setattr("services.mcp_server.gate.audit.LINGER_S", 30.0)
     log = AuditLog(db_path)
     log.log(_entries(1)[0])  # alone in the queue: the writer lingers for more
     await asyncio.sleep(0.05)

@@ -16,10 +16,10 @@ from pathlib import Path
 import pytest
 
 from services.mcp_server import admin_cli
-from services.mcp_server.security import db
-from services.mcp_server.security.audit import AuditEntry, append_now, head_path, verify
-from services.mcp_server.security.audit_chain import Head, row_digest, write_head
-from services.mcp_server.security.redact import redact
+from services.mcp_server.gate import db
+from services.mcp_server.gate.audit import AuditEntry, append_now, head_path, verify
+from services.mcp_server.gate.audit_chain import Head, row_digest, write_head
+from services.mcp_server.gate.redact import redact
 from tests.unit.mcp.security_support import make_settings
 
 ROOT = Path(__file__).resolve().parents[3]

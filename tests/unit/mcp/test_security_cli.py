@@ -12,8 +12,8 @@ from fastmcp import Client
 from fastmcp.client.transports import StdioTransport
 
 from services.mcp_server import admin_cli, approvals_cli
-from services.mcp_server.security import db
-from services.mcp_server.security.audit import AuditEntry, append_now, verify
+from services.mcp_server.gate import db
+from services.mcp_server.gate.audit import AuditEntry, append_now, verify
 from tests.unit.mcp.security_support import make_settings
 
 ROOT = Path(__file__).resolve().parents[3]

@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from services.mcp_server.security import db
+from services.mcp_server.gate import db
 from tests.unit.mcp.security_support import LiveServer, live_server, make_settings
 
 MCP_HEADERS = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}

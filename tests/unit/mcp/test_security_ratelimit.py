@@ -10,7 +10,7 @@ import pytest
 from fastmcp import Client
 from fastmcp.exceptions import ToolError
 
-from services.mcp_server.security.ratelimit import RateLimited, RateLimiter
+from services.mcp_server.gate.ratelimit import RateLimited, RateLimiter
 from services.mcp_server.server import build_server
 from services.mcp_server.settings import McpSettings
 from tests.unit.mcp.security_support import fake_tools, make_settings

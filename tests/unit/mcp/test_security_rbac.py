@@ -13,8 +13,8 @@ from fastmcp import Client, FastMCP
 from fastmcp.exceptions import ToolError
 
 from services.mcp_server.catalog import TOOLS, Risk
-from services.mcp_server.security import db
-from services.mcp_server.security.rbac import AuthCache
+from services.mcp_server.gate import db
+from services.mcp_server.gate.rbac import AuthCache
 from services.mcp_server.server import build_server
 from services.mcp_server.settings import McpSettings
 from tests.unit.mcp.security_support import make_settings

@@ -10,8 +10,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import httpx
 import pytest
 
-from services.mcp_server.security.egress import REFUSED_HEADER, EgressProxy
-from services.mcp_server.security.ssrf import SsrfGuard, SsrfRefused
+from services.mcp_server.guards.egress import REFUSED_HEADER, EgressProxy
+from services.mcp_server.guards.ssrf import SsrfGuard, SsrfRefused
 from services.mcp_server.settings import McpSettings
 
 

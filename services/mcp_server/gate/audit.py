@@ -12,10 +12,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from services.mcp_server.security.audit_chain import COLUMNS, GENESIS, HeadError, HeadFile, head_path, row_digest
-from services.mcp_server.security.audit_key import default_key_path, load_key
-from services.mcp_server.security.audit_verify import VerifyResult, verify
-from services.mcp_server.security.db import connect, now_iso
+from services.mcp_server.gate.audit_chain import COLUMNS, GENESIS, HeadError, HeadFile, head_path, row_digest
+from services.mcp_server.gate.audit_key import default_key_path, load_key
+from services.mcp_server.gate.audit_verify import VerifyResult, verify
+from services.mcp_server.gate.db import connect, now_iso
 
 __all__ = ["AuditEntry", "AuditLog", "AuditWriteError", "HeadError", "VerifyResult", "append_entries", "append_now",
            "head_path", "verify"]

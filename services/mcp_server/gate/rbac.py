@@ -8,7 +8,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from services.mcp_server.security.db import connect, tool_permission
+from services.mcp_server.gate.db import connect, tool_permission
 
 # How stale a cached answer may be before the generation counter is read again (one tiny SELECT).
 RECHECK_SECONDS = 1.0

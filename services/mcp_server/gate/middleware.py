@@ -15,14 +15,14 @@ from fastmcp.server.middleware import CallNext, Middleware, MiddlewareContext
 from fastmcp.tools.base import ToolResult
 
 from services.mcp_server.catalog import TOOLS, Risk
-from services.mcp_server.security.approvals import Gate, iso, running_under
-from services.mcp_server.security.audit import AuditEntry, AuditWriteError
-from services.mcp_server.security.db import PERM_BYPASS, tool_permission
-from services.mcp_server.security.identity import AuthenticationError
-from services.mcp_server.security.layer import SecurityLayer
-from services.mcp_server.security.ratelimit import RateLimited
-from services.mcp_server.security.rbac import Identity
-from services.mcp_server.security.redact import for_approver, redact, redact_text
+from services.mcp_server.gate.approvals import Gate, iso, running_under
+from services.mcp_server.gate.audit import AuditEntry, AuditWriteError
+from services.mcp_server.gate.db import PERM_BYPASS, tool_permission
+from services.mcp_server.gate.identity import AuthenticationError
+from services.mcp_server.gate.layer import SecurityLayer
+from services.mcp_server.gate.ratelimit import RateLimited
+from services.mcp_server.gate.rbac import Identity
+from services.mcp_server.gate.redact import for_approver, redact, redact_text
 
 log = logging.getLogger(__name__)
 UNKNOWN = Identity("unknown", "")

@@ -6,12 +6,12 @@ import asyncio
 from dataclasses import dataclass
 from pathlib import Path
 
-from services.mcp_server.security import db
-from services.mcp_server.security.approvals import ApprovalStore
-from services.mcp_server.security.audit import AuditLog
-from services.mcp_server.security.identity import IdentityResolver
-from services.mcp_server.security.ratelimit import RateLimiter
-from services.mcp_server.security.rbac import AuthCache
+from services.mcp_server.gate import db
+from services.mcp_server.gate.approvals import ApprovalStore
+from services.mcp_server.gate.audit import AuditLog
+from services.mcp_server.gate.identity import IdentityResolver
+from services.mcp_server.gate.ratelimit import RateLimiter
+from services.mcp_server.gate.rbac import AuthCache
 from services.mcp_server.settings import McpSettings
 
 

@@ -1,5 +1,5 @@
 """Child processes with a scrubbed environment, capped output, a timeout that kills the whole process group, and
-(for untrusted Python) resource limits, an unprivileged user and bubblewrap (security/bwrap.py)."""
+(for untrusted Python) resource limits, an unprivileged user and bubblewrap (guards/bwrap.py)."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from services.mcp_server.security.bwrap import run_confined
+from services.mcp_server.guards.bwrap import run_confined
 
 FIXED_PATH = "/usr/local/bin:/usr/bin:/bin"
 SANDBOX_USER = "nobody"

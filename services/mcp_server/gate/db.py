@@ -11,8 +11,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from services.mcp_server.catalog import TOOLS, Risk, ToolSpec
-from services.mcp_server.security.audit_key import AuditKeyError
-from services.mcp_server.security.audit_verify import prepare_chain
+from services.mcp_server.gate.audit_key import AuditKeyError
+from services.mcp_server.gate.audit_verify import prepare_chain
 from services.mcp_server.settings import McpSettings
 
 MIGRATIONS = Path(__file__).with_name("migrations")

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from services.mcp_server.security.audit_key import sync_folder
+from services.mcp_server.gate.audit_key import sync_folder
 
 GENESIS = "0" * 64
 COLUMNS = ("id", "ts", "user_name", "role", "tool", "args", "status", "duration_ms", "detail", "request_id")

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from fastmcp.exceptions import ToolError
 
-from services.mcp_server.security.safe_open import O_PATH, open_beneath
+from services.mcp_server.guards.safe_open import O_PATH, open_beneath
 from services.mcp_server.settings import McpSettings
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC

@@ -2,7 +2,7 @@
 
 Hosts are judged by the addresses they resolve to (getaddrinfo, off the event loop), never by the
 spelling of the URL, so decimal, octal, hex and IPv4-mapped forms of a private address are caught.
-The browser itself is pinned to `EgressProxy` (security/egress.py), which resolves, checks and then
+The browser itself is pinned to `EgressProxy` (guards/egress.py), which resolves, checks and then
 connects to the vetted address: that covers redirects, subframes, WebSockets and DNS rebinding.
 """
 

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from fastmcp.exceptions import ToolError
 
 if TYPE_CHECKING:
-    from services.mcp_server.security.sandbox import RunResult
+    from services.mcp_server.guards.sandbox import RunResult
 
 # The shared libraries the interpreter and its extension modules load; on merged-/usr systems /lib* are symlinks.
 SYSTEM_LIBRARIES = ("/usr/lib", "/usr/lib64", "/lib", "/lib64", "/lib32", "/libx32")

@@ -13,7 +13,7 @@ import contextlib
 import logging
 from urllib.parse import urlsplit
 
-from services.mcp_server.security.ssrf import SsrfGuard, SsrfRefused
+from services.mcp_server.guards.ssrf import SsrfGuard, SsrfRefused
 
 log = logging.getLogger(__name__)
 

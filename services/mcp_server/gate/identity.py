@@ -8,8 +8,8 @@ from fastmcp.server.dependencies import get_http_request
 from starlette.requests import Request
 
 from services.common.settings import is_loopback
-from services.mcp_server.security.db import OWNER, hash_key
-from services.mcp_server.security.rbac import AuthCache, Identity
+from services.mcp_server.gate.db import OWNER, hash_key
+from services.mcp_server.gate.rbac import AuthCache, Identity
 from services.mcp_server.settings import McpSettings
 
 ANONYMOUS = "anonymous"

@@ -16,8 +16,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from services.mcp_server.security.audit import AuditEntry, append_now
-from services.mcp_server.security.db import PERM_DECIDE, connect, role_has, user_role
+from services.mcp_server.gate.audit import AuditEntry, append_now
+from services.mcp_server.gate.db import PERM_DECIDE, connect, role_has, user_role
 
 OPEN = ("pending", "approved")
 # The state the running call's approval was bound to, for a tool that can pin itself to it (git_commit commits

@@ -9,7 +9,7 @@ from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 
-from services.mcp_server.security.audit_chain import (
+from services.mcp_server.gate.audit_chain import (
     GENESIS,
     Head,
     HeadError,
@@ -22,7 +22,7 @@ from services.mcp_server.security.audit_chain import (
     walk_rows,
     write_head,
 )
-from services.mcp_server.security.audit_key import (
+from services.mcp_server.gate.audit_key import (
     AuditKeyError,
     AuditKeyMissing,
     default_key_path,

@@ -1,1 +1,0 @@
-"""Identity, RBAC, approvals, audit, rate limits and path and network guards."""
