@@ -7,7 +7,7 @@ import json
 import logging
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from rich.console import Console
@@ -108,26 +108,11 @@ def decide(store: ApprovalStore, settings: McpSettings, console: Console, reques
     return EXIT_OK
 
 
-def native_environment() -> dict[str, str]:
-    """The settings the native runner gives mcp-server, so every folder finds the server's database.
-
-    Empty where the compose files are absent (inside the image, whose environment already has them).
-    """
-    from services.stack.compose import ComposeError
-    from services.stack.interpolate import InterpolationError
-    from services.stack.runner import Stack, StackError
-
-    try:
-        return dict(Stack("p3").services["mcp-server"].env)
-    except (StackError, ComposeError, InterpolationError, OSError, KeyError) as exc:
-        log.debug("no native mcp-server settings: %s", exc)
-        return {}
-
-
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, native: Mapping[str, str] | None = None) -> int:
+    """`ai-approvals`; `native` is the environment the native runner gives mcp-server, where there is one."""
     args = _parser().parse_args(argv)
     console = Console(highlight=False)
-    native = native_environment()
+    native = native or {}
     shared: dict[str, Any] = {name: native[name] for name in SHARED_WITH_SERVER if name in native}
     settings = McpSettings(**shared)
     path = settings.security_db_path()

@@ -14,6 +14,7 @@ from fastmcp.client.transports import StdioTransport
 from services.mcp_server import admin_cli, approvals_cli
 from services.mcp_server.gate import db
 from services.mcp_server.gate.audit import AuditEntry, append_now, verify
+from services.stack import approvals as approvals_entry
 from tests.unit.mcp.security_support import make_settings
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -109,7 +110,7 @@ def test_ai_approvals_finds_the_servers_database_from_any_folder(
     monkeypatch.chdir(elsewhere)
     monkeypatch.delenv("SECURITY_DB_PATH", raising=False)
     monkeypatch.setenv("DATA_DIR", "suite-data-for-this-test")
-    server_dir = Path(approvals_cli.native_environment()["DATA_DIR"])
+    server_dir = Path(approvals_entry.native_environment()["DATA_DIR"])
     assert server_dir.is_absolute() and not server_dir.is_relative_to(tmp_path)
-    assert approvals_cli.main(["--list"]) == 1  # no server has run there
+    assert approvals_entry.main(["--list"]) == 1  # no server has run there
     assert str(server_dir / "security" / "security.db") in capsys.readouterr().out.replace("\n", "")
