@@ -6,7 +6,6 @@ import os
 import signal
 import time
 from pathlib import Path
-from typing import Any
 
 import psutil
 import pytest
@@ -23,6 +22,7 @@ from services.mcp_server.guards.sandbox import (
 )
 from services.mcp_server.settings import McpSettings
 from services.mcp_server.tools import execution
+from tests.support.mcp import call
 
 TIMEOUT = 2.0
 CPU_SECONDS = 1
@@ -57,9 +57,6 @@ async def client(settings: McpSettings):
     async with Client(mcp) as connected:
         yield connected
 
-
-async def call(client: Client, tool: str, **args: Any) -> Any:
-    return (await client.call_tool(tool, args)).data
 
 
 def sandbox_processes() -> list[psutil.Process]:

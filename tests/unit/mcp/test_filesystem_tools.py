@@ -14,6 +14,7 @@ from fastmcp.exceptions import ToolError
 
 from services.mcp_server.settings import McpSettings
 from services.mcp_server.tools import filesystem
+from tests.support.mcp import call
 
 FS_TOOLS = {"list_files", "read_file", "write_file", "create_directory", "search_files", "get_system_info"}
 
@@ -46,9 +47,6 @@ async def client(settings: McpSettings):
     async with Client(mcp) as connected:
         yield connected
 
-
-async def call(client: Client, tool: str, **args: Any) -> Any:
-    return (await client.call_tool(tool, args)).data
 
 
 async def test_the_family_registers_its_six_catalog_names_with_descriptions(client):

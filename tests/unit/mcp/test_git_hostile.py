@@ -12,6 +12,7 @@ from fastmcp.exceptions import ToolError
 
 from services.mcp_server.settings import McpSettings
 from services.mcp_server.tools import git
+from tests.support.mcp import call_in_repo as call
 
 FILTERED = ["data.txt", "name.eq", "x.inc", "y.info", "z.more", "README.md"]  # each names a filter somewhere
 HOOKS = ("pre-commit", "prepare-commit-msg", "commit-msg", "post-commit", "post-checkout", "post-index-change",
@@ -119,9 +120,6 @@ async def client(hostile: dict[str, Path]):
     async with Client(mcp) as connected:
         yield connected
 
-
-async def call(client: Client, tool: str, **args: Any) -> Any:
-    return (await client.call_tool(tool, {"working_dir": "repo", **args})).data
 
 
 async def refusal(client: Client, tool: str, **args: Any) -> str | None:

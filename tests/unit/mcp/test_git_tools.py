@@ -13,6 +13,7 @@ from fastmcp.exceptions import ToolError
 
 from services.mcp_server.settings import McpSettings
 from services.mcp_server.tools import git
+from tests.support.mcp import call_in_repo as call
 
 
 def sh_git(repo: Path, *args: str) -> str:
@@ -48,9 +49,6 @@ async def client(tree: dict[str, Path]):
     async with Client(mcp) as connected:
         yield connected
 
-
-async def call(client: Client, tool: str, **args: Any) -> Any:
-    return (await client.call_tool(tool, {"working_dir": "repo", **args})).data
 
 
 async def test_status_diff_add_commit_and_log_round_trip(client, tree):

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import pytest
 from fastmcp import Client, FastMCP
@@ -12,6 +11,7 @@ from fastmcp.exceptions import ToolError
 
 from services.mcp_server.settings import McpSettings
 from services.mcp_server.tools import execution, filesystem, git
+from tests.support.mcp import call
 
 KEY = "5f3c1e0a9b7d6c4e2f1a0b9c8d7e6f5a4b3c2d1e0f9a8b7c6d5e4f3a2b1c0d9e"
 
@@ -39,9 +39,6 @@ async def client(home: Path):
     async with Client(mcp) as connected:
         yield connected
 
-
-async def call(client: Client, tool: str, **args: Any) -> Any:
-    return (await client.call_tool(tool, args)).data
 
 
 @pytest.mark.parametrize(("tool", "args"), [
