@@ -15,7 +15,8 @@ from services.mcp_server.guards.ssrf import parse_allowed_hosts
 
 DEFAULT_COMMANDS = "ls,cat,head,tail,wc,grep,echo,pwd,date,whoami,uname,du,df,sort,uniq,diff,file,stat,tree"
 # DATA_DIR's folders that hold the suite's own state; its documents folder stays open to the tools.
-STATE_FOLDERS = ("security", "postgresql", "vectors", "conversations", "run", "cache", "prometheus", "alertmanager")
+STATE_FOLDERS = ("security", "postgresql", "vectors", "conversations", "run", "cache", "backups", "prometheus",
+                 "alertmanager")
 DEFAULT_TOOL_LIMITS = '{"run_command": [2, 10], "execute_python": [1, 5], "web_automate": [1, 5]}'
 
 

@@ -15,7 +15,7 @@ from services.common.app_factory import harden
 from services.common.errors import ServiceUnavailable, error_response
 from services.common.health import health_response
 from services.common.httpclient import make_client
-from services.rag.api import documents, search
+from services.rag.api import admin, documents, search
 from services.rag.clients.embedding import EmbeddingClient
 from services.rag.clients.gateway import GatewayClient
 from services.rag.clients.outage import RetryPolicy, describe
@@ -125,6 +125,7 @@ def create_app(settings: RagSettings | None = None) -> FastAPI:
     app.state.metrics = metrics = RagMetrics.create(registry)
     app.include_router(documents.router)
     app.include_router(search.router)
+    app.include_router(admin.router)
 
     @app.exception_handler(ServiceUnavailable)
     async def _unavailable(_: Request, exc: ServiceUnavailable) -> JSONResponse:

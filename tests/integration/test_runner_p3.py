@@ -7,8 +7,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from threading import Thread
@@ -16,14 +15,12 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
-import httpx2
 import pytest
-from mcp.client.session import ClientSession
-from mcp.client.streamable_http import streamable_http_client
 
 from services.mcp_server.catalog import TOOLS
 from services.stack.runner import Stack
 from tests.support.fake_notion import FakeNotionServer
+from tests.support.mcp_http import ai_suite, call, session
 from tests.support.procs import free_port
 
 pytestmark = pytest.mark.integration
@@ -76,29 +73,6 @@ def p3(models_dir: Path, tmp_path_factory: pytest.TempPathFactory, site: str) ->
     finally:
         stack.down()
         notion.stop()
-
-
-def ai_suite(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    done = subprocess.run([sys.executable, "-m", "services.stack", *args], env={**os.environ, **env},
-                          capture_output=True, text=True, timeout=60)
-    assert done.returncode == 0, done.stdout + done.stderr
-    return done
-
-
-@asynccontextmanager
-async def session(url: str, key: str) -> AsyncIterator[ClientSession]:
-    async with httpx2.AsyncClient(headers={"Authorization": f"Bearer {key}"}, timeout=120) as http:
-        async with streamable_http_client(f"{url}/mcp", http_client=http) as (read, write):
-            async with ClientSession(read, write) as opened:
-                await opened.initialize()
-                yield opened
-
-
-async def call(client: ClientSession, tool: str, args: dict[str, Any]) -> Any:
-    result = await client.call_tool(tool, args)
-    text = "".join(getattr(item, "text", "") for item in result.content)
-    assert not result.is_error, f"{tool}: {text}"
-    return result.structured_content if result.structured_content is not None else text
 
 
 def git(repo: Path, *args: str) -> str:

