@@ -6,13 +6,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import schemathesis
-from hypothesis import HealthCheck, given, settings
 
 from services.embedding.app import create_app
 from services.embedding.engine import EmbeddingEngine
 from services.embedding.settings import EmbeddingSettings
 from tests.support.fake_openai import ThreadedServer
+from tests.support.fuzz import fuzz
 from tests.support.procs import wait_healthy
 
 
@@ -31,16 +30,5 @@ def base_url(models_dir: Path) -> Iterator[str]:
 
 
 def test_no_generated_request_gets_a_5xx(base_url: str) -> None:
-    # Driven by hand: schemathesis' pytest plugin does not run under pytest 9 yet ('Function' has no '_nodeid').
-    api = schemathesis.openapi.from_url(f"{base_url}/openapi.json")
-    operations = [result.ok() for result in api.get_all_operations()]
-    assert {f"{op.method.upper()} {op.path}" for op in operations} >= {"POST /embed", "POST /v1/embeddings"}
-    for operation in operations:
-
-        @given(case=operation.as_strategy())
-        @settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck), database=None)
-        def no_server_error(case: schemathesis.Case) -> None:
-            response = case.call(base_url=base_url)
-            assert response.status_code < 500, f"{case.method} {case.path}: {response.status_code} {response.text}"
-
-        no_server_error()
+    statuses = fuzz(base_url, {"POST /embed", "POST /v1/embeddings"}, examples=40)
+    assert 200 in statuses and any(400 <= status < 500 for status in statuses)
