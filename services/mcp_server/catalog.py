@@ -8,12 +8,11 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import TYPE_CHECKING, Any
 
-from mcp.types import ToolAnnotations
-
 from services.mcp_server import approval_rules
 
 if TYPE_CHECKING:
     from fastmcp import FastMCP
+    from mcp.types import ToolAnnotations
 
     from services.mcp_server.settings import McpSettings
 
@@ -48,6 +47,9 @@ class ToolSpec:
 
     def annotations(self) -> ToolAnnotations:
         """The MCP hints clients show, from this entry."""
+        # imported here: `ai-suite` reads the catalog where only the cli extra is installed, without `mcp`
+        from mcp.types import ToolAnnotations
+
         return ToolAnnotations(read_only_hint=self.read_only, destructive_hint=self.destructive,
                                open_world_hint=self.open_world)
 
