@@ -145,14 +145,17 @@ async def test_a_stream_the_client_stops_keeps_what_was_produced(
     assert "#199" not in text_of(answer)
 
 
-async def test_a_backend_error_stores_nothing(gw: httpx.AsyncClient, chat_b: Behaviour, backends) -> None:
-    chat_b.status = backends["code"].behaviour.status = 503
+@pytest.mark.parametrize("status", [422, 503])
+async def test_a_backend_error_stores_nothing(
+    gw: httpx.AsyncClient, chat_b: Behaviour, backends: dict[str, FakeBackend], status: int
+) -> None:
+    chat_b.status = backends["code"].behaviour.status = status  # 422 passes through, 503 fails over, then 503
     conversation_id = await new_conversation(gw, {"role": "user", "content": "earlier"})
     for stream in (False, True):
         response = await gw.post("/v1/chat/completions", json={
             "model": "chat-7b", "stream": stream, "conversation": conversation_id,
             "messages": [{"role": "user", "content": "lost"}]})
-        assert response.status_code == 503
+        assert response.status_code == status
     assert [text_of(i) for i in await items_of(gw, conversation_id)] == ["earlier"]
 
 
