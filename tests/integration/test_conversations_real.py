@@ -4,16 +4,13 @@ from __future__ import annotations
 
 import os
 import signal
-from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import openai
 import pytest
 
-from tests.integration.conftest import RunningStack
 from tests.support.metrics import metric
-from tests.support.procs import Service, free_port, python_module
+from tests.support.procs import Service
 
 pytestmark = pytest.mark.integration
 
@@ -66,20 +63,6 @@ LONG_TURNS = [
     "Here are my order numbers: 1234567890, 9876543210, 5555512345, 3141592653, 2718281828. Which is largest? " * 2,
     "def fib(n):\n    return n if n < 2 else fib(n - 1) + fib(n - 2)\n\nExplain this code and its complexity. " * 3,
 ]
-
-
-@pytest.fixture
-def own_gateway(p1_stack: RunningStack, tmp_path: Path) -> Iterator[Service]:
-    """A gateway process of our own in front of the stack's real inference service: it can be killed, and it
-    waits long enough for prompts of a full context on a busy 2-core machine."""
-    port = free_port()
-    inference = f"{p1_stack.inference_url}/v1"
-    env = {"API_GATEWAY_PORT": str(port), "CHAT_API_BASE": inference, "CODE_API_BASE": inference,
-           "DATA_DIR": str(tmp_path / "data"), "LOG_JSON": "false", "LLM_REQUEST_TIMEOUT": "240"}
-    service = Service("gateway", python_module("services.gateway"), env, f"http://127.0.0.1:{port}/health",
-                      tmp_path / "gateway.log")
-    yield service.start(60)
-    service.stop()
 
 
 def test_a_long_conversation_never_outgrows_the_context(own_gateway: Service) -> None:
