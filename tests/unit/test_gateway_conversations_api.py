@@ -114,6 +114,9 @@ async def test_list_is_newest_first_with_titles_and_pages(gw: httpx.AsyncClient)
     assert [c["id"] for c in first["data"] + rest["data"]] == [ids[0], ids[2], ids[1]]
     oldest = (await gw.get("/v1/conversations", params={"order": "asc", "limit": 1})).json()
     assert oldest["data"][0]["id"] == ids[1]
+    item = (await gw.get(f"/v1/conversations/{ids[1]}/items")).json()["data"][0]
+    await gw.delete(f"/v1/conversations/{ids[1]}/items/{item['id']}")
+    assert (await gw.get("/v1/conversations")).json()["first_id"] == ids[1]  # deleting an item is a change too
 
 
 async def test_text_search_finds_korean_inside_inflected_forms(gw: httpx.AsyncClient) -> None:

@@ -259,7 +259,8 @@ class ConversationStore:
     def _delete_item(self, conversation_id: str, item_id: str) -> Conversation:
         self._item_row(conversation_id, item_id)
         self._conn.execute("DELETE FROM items WHERE id = ?", (item_id,))
-        self._conn.execute("UPDATE conversations SET version = version + 1 WHERE id = ?", (conversation_id,))
+        self._conn.execute("UPDATE conversations SET updated_at = ?, version = version + 1 WHERE id = ?",
+                           (time.time(), conversation_id))
         return self._require(conversation_id)
 
     async def history(self, conversation_id: str, max_items: int) -> History:
