@@ -18,8 +18,10 @@ from services.gateway.conversations.schema import connect
 from services.gateway.conversations.textsearch import TextHit, search_items
 
 T = TypeVar("T")
-CONVERSATION_COLUMNS = "id, created_at, updated_at, metadata, auto_title, rowid"
-ITEM_COLUMNS = "seq, id, conversation_id, created_at, role, status, content, text, extra"
+# Whole SELECT heads are constants; the clauses added to them bind every value as a ? parameter.
+SELECT_CONVERSATIONS = "SELECT id, created_at, updated_at, metadata, auto_title, rowid FROM conversations"
+SELECT_ITEMS = "SELECT seq, id, conversation_id, created_at, role, status, content, text, extra FROM items"
+INSTRUCTION_MARKS = ",".join("?" * len(INSTRUCTION_ROLES))
 
 
 @dataclass(frozen=True)
@@ -136,8 +138,7 @@ class ConversationStore:
         return await self._run(self._require, conversation_id)
 
     def _require(self, conversation_id: str) -> Conversation:
-        row = self._conn.execute(f"SELECT {CONVERSATION_COLUMNS} FROM conversations WHERE id = ?",
-                                 (conversation_id,)).fetchone()
+        row = self._conn.execute(SELECT_CONVERSATIONS + " WHERE id = ?", (conversation_id,)).fetchone()
         if row is None:
             raise NotFound(f"conversation {conversation_id!r} does not exist", code="conversation_not_found")
         return _conversation(row)
@@ -183,8 +184,8 @@ class ConversationStore:
             where, params = f"WHERE (updated_at, rowid) {op} (?, ?)", list(cursor)
         direction = "DESC" if order == "desc" else "ASC"
         rows = self._conn.execute(
-            f"SELECT {CONVERSATION_COLUMNS} FROM conversations {where} "
-            f"ORDER BY updated_at {direction}, rowid {direction} LIMIT ?", (*params, limit + 1)).fetchall()
+            SELECT_CONVERSATIONS + f" {where} ORDER BY updated_at {direction}, rowid {direction} LIMIT ?",
+            (*params, limit + 1)).fetchall()
         return Page([_conversation(row) for row in rows[:limit]], len(rows) > limit)
 
     async def several(self, ids: list[str]) -> dict[str, Conversation]:
@@ -193,8 +194,7 @@ class ConversationStore:
 
     def _several(self, ids: list[str]) -> dict[str, Conversation]:
         marks = ",".join("?" * len(ids))
-        rows = self._conn.execute(f"SELECT {CONVERSATION_COLUMNS} FROM conversations WHERE id IN ({marks})",
-                                  ids).fetchall() if ids else []
+        rows = self._conn.execute(SELECT_CONVERSATIONS + f" WHERE id IN ({marks})", ids).fetchall() if ids else []
         return {row[0]: _conversation(row) for row in rows}
 
     # --- items ---------------------------------------------------------------------------------------
@@ -238,8 +238,8 @@ class ConversationStore:
             where += f" AND seq {'<' if order == 'desc' else '>'} ?"
             params.append(row[0])
         direction = "DESC" if order == "desc" else "ASC"
-        rows = self._conn.execute(f"SELECT {ITEM_COLUMNS} FROM items WHERE {where} ORDER BY seq {direction} "
-                                  "LIMIT ?", (*params, limit + 1)).fetchall()
+        rows = self._conn.execute(SELECT_ITEMS + f" WHERE {where} ORDER BY seq {direction} LIMIT ?",
+                                  (*params, limit + 1)).fetchall()
         return Page([_item(row) for row in rows[:limit]], len(rows) > limit)
 
     async def item(self, conversation_id: str, item_id: str) -> Item:
@@ -247,7 +247,7 @@ class ConversationStore:
 
     def _item_row(self, conversation_id: str, item_id: str) -> Item:
         self._require(conversation_id)
-        row = self._conn.execute(f"SELECT {ITEM_COLUMNS} FROM items WHERE id = ? AND conversation_id = ?",
+        row = self._conn.execute(SELECT_ITEMS + " WHERE id = ? AND conversation_id = ?",
                                  (item_id, conversation_id)).fetchone()
         if row is None:
             raise NotFound(f"item {item_id!r} is not in conversation {conversation_id!r}", code="item_not_found")
@@ -269,12 +269,11 @@ class ConversationStore:
 
     def _history(self, conversation_id: str, max_items: int) -> History:
         self._require(conversation_id)
-        marks = ",".join("?" * len(INSTRUCTION_ROLES))
         instructions = self._conn.execute(
-            f"SELECT {ITEM_COLUMNS} FROM items WHERE conversation_id = ? AND role IN ({marks}) ORDER BY seq",
+            SELECT_ITEMS + f" WHERE conversation_id = ? AND role IN ({INSTRUCTION_MARKS}) ORDER BY seq",
             (conversation_id, *INSTRUCTION_ROLES)).fetchall()
         newest = [_item(row) for row in reversed(self._conn.execute(
-            f"SELECT {ITEM_COLUMNS} FROM items WHERE conversation_id = ? AND role NOT IN ({marks}) "
+            SELECT_ITEMS + f" WHERE conversation_id = ? AND role NOT IN ({INSTRUCTION_MARKS}) "
             "ORDER BY seq DESC LIMIT ?", (conversation_id, *INSTRUCTION_ROLES, max_items)).fetchall())]
         older = 0
         if len(newest) == max_items:
@@ -306,7 +305,7 @@ class ConversationStore:
             conversation = self._require(conversation_id)
         except NotFound:
             return None
-        rows = self._conn.execute(f"SELECT {ITEM_COLUMNS} FROM items WHERE conversation_id = ? ORDER BY seq",
+        rows = self._conn.execute(SELECT_ITEMS + " WHERE conversation_id = ? ORDER BY seq",
                                   (conversation_id,)).fetchall()
         return conversation.title, [_item(row) for row in rows]
 

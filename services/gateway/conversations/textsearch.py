@@ -18,6 +18,12 @@ PARTICLES = sorted(("을", "를", "이", "가", "은", "는", "에", "의", "로
 EDGE_PUNCTUATION = "\"'.,!?;:()[]{}<>\u201c\u201d\u2018\u2019"
 MAX_TERMS = 8
 SNIPPET_BEFORE, SNIPPET_AFTER = 40, 100
+# The queries' heads; each search adds one bound condition per word (`AND ... LIKE ?`).
+FTS_HITS = ("SELECT items.conversation_id, items.id, items.text FROM items_fts JOIN items "
+            "ON items.seq = items_fts.rowid WHERE items_fts MATCH ?")
+LIKE_HITS = "SELECT conversation_id, id, text FROM items WHERE 1"
+TITLE_HITS = ("SELECT id, title FROM (SELECT id, updated_at, json_extract(metadata, '$.title') AS title "
+              "FROM conversations) WHERE 1")
 
 
 @dataclass(frozen=True)
@@ -71,21 +77,14 @@ def search_items(conn: sqlite3.Connection, query: str, limit: int) -> list[TextH
     rows_wanted = limit * 5
     if long_terms:
         match = " ".join('"' + t.replace('"', '""') + '"' for t in long_terms)
-        extra = "".join(" AND items.text LIKE ? ESCAPE '\\'" for _ in likes)
-        rows = conn.execute(
-            "SELECT items.conversation_id, items.id, items.text FROM items_fts JOIN items "
-            f"ON items.seq = items_fts.rowid WHERE items_fts MATCH ?{extra} ORDER BY bm25(items_fts) LIMIT ?",
-            (match, *likes, rows_wanted)).fetchall()
+        query = FTS_HITS + " AND items.text LIKE ? ESCAPE '\\'" * len(likes) + " ORDER BY bm25(items_fts) LIMIT ?"
+        rows = conn.execute(query, (match, *likes, rows_wanted)).fetchall()
     else:
-        where = " AND ".join("text LIKE ? ESCAPE '\\'" for _ in likes)
-        rows = conn.execute(f"SELECT conversation_id, id, text FROM items WHERE {where} ORDER BY seq DESC LIMIT ?",
-                            (*likes, rows_wanted)).fetchall()
+        query = LIKE_HITS + " AND text LIKE ? ESCAPE '\\'" * len(likes) + " ORDER BY seq DESC LIMIT ?"
+        rows = conn.execute(query, (*likes, rows_wanted)).fetchall()
     # Titles the user gave; a title taken from the first message is found through that message.
-    title_where = " AND ".join("title LIKE ? ESCAPE '\\'" for _ in terms)
-    titles = conn.execute(
-        "SELECT id, title FROM (SELECT id, updated_at, json_extract(metadata, '$.title') AS title "
-        f"FROM conversations) WHERE {title_where} ORDER BY updated_at DESC LIMIT ?",
-        (*[_like(t) for t in terms], limit)).fetchall()
+    query = TITLE_HITS + " AND title LIKE ? ESCAPE '\\'" * len(terms) + " ORDER BY updated_at DESC LIMIT ?"
+    titles = conn.execute(query, (*[_like(t) for t in terms], limit)).fetchall()
     hits: dict[str, TextHit] = {}
     for conversation_id, title in titles:
         hits.setdefault(conversation_id, TextHit(conversation_id, None, title))
