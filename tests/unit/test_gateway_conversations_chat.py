@@ -218,3 +218,26 @@ async def test_a_new_message_too_long_by_itself_gets_the_backends_400(
         assert response.status_code == 400
         assert response.json()["error"]["code"] == "context_length_exceeded"
         assert len(await items_of(client, conversation_id)) == 2
+
+
+@pytest.mark.parametrize("usage", [True, False])
+async def test_the_real_prompt_size_from_a_usage_chunk_tunes_the_fit(
+    backends: dict[str, FakeBackend], chat_b: Behaviour, tmp_path: Path, usage: bool
+) -> None:
+    # The fake reports 1 prompt token: far below the estimate, so a learned ratio lets more turns in.
+    settings = settings_for(backends, tmp_path, CONVERSATION_DEFAULT_CONTEXT=1024)
+    async with gateway_client(settings) as client:
+        conversation_id = await new_conversation(client, *[m for n in range(8) for m in turn(n)])
+        omitted = []
+        for _ in range(2):
+            body = {"model": "chat-7b", "conversation": conversation_id, "stream": True, "max_tokens": 100,
+                    "messages": [{"role": "user", "content": "next?"}]}
+            if usage:
+                body["stream_options"] = {"include_usage": True}
+            response = await client.post("/v1/chat/completions", json=body)
+            omitted.append(int(response.headers["x-ai-suite-history-omitted"]))
+    assert omitted[0] > 0
+    if usage:
+        assert omitted[1] < omitted[0]
+    else:
+        assert omitted[1] >= omitted[0]

@@ -91,11 +91,15 @@ class ConversationChat:
             return response  # nothing happened, so nothing is stored
         recorder = TurnRecorder(store, conversation_id, new_items, response.headers.get(MODEL_HEADER, ""),
                                 unquote(response.headers.get(REASON_HEADER, "")), self.on_change)
+        def learn(prompt_tokens: int) -> float:
+            """The backend's real count of the prompt just sent tunes this conversation's estimates."""
+            return self.ratios.learn(conversation_id, prompt_tokens, fit.estimate)
+
         if isinstance(response, StreamingResponse):
-            return RecordedStream(response, recorder, StreamAnswer(), headers)
+            return RecordedStream(response, recorder, StreamAnswer(), headers, learn)
         text, status, prompt_tokens = _answer(bytes(response.body))
         if prompt_tokens:
-            self.ratios.learn(conversation_id, prompt_tokens, fit.estimate)
+            learn(prompt_tokens)
         if not await recorder.save(text, status):
             raise ServiceUnavailable("the answer could not be stored in the conversation; try again",
                                      code="conversation_store_unavailable")

@@ -133,10 +133,11 @@ class RecordedStream(StreamingResponse):
     """
 
     def __init__(self, upstream: StreamingResponse, recorder: TurnRecorder, answer: StreamAnswer,
-                 headers: dict[str, str]) -> None:
+                 headers: dict[str, str], on_usage: Callable[[int], object]) -> None:
         self.upstream_body = upstream.body_iterator
         self.recorder = recorder
         self.answer = answer
+        self.on_usage = on_usage
         passed = {k: v for k, v in upstream.headers.items() if k != "content-length"}
         super().__init__(self._tee(), status_code=upstream.status_code, headers={**passed, **headers},
                          media_type=upstream.media_type)
@@ -146,6 +147,8 @@ class RecordedStream(StreamingResponse):
             chunk = piece.encode() if isinstance(piece, str) else bytes(piece)
             self.answer.feed(chunk)
             if self.answer.done and not self.recorder.saved:
+                if self.answer.prompt_tokens:
+                    self.on_usage(self.answer.prompt_tokens)  # a usage chunk (stream_options.include_usage)
                 if not await self.recorder.save(self.answer.text, self.answer.status):
                     at = chunk.find(DONE)
                     chunk = chunk[:at] + not_saved_event() + chunk[at:] if at >= 0 else chunk + not_saved_event()
