@@ -10,6 +10,8 @@ from typing import Any
 import httpx
 
 CHAT_PATH = "/v1/chat/completions"
+CONVERSATIONS_PATH = "/v1/conversations"
+HISTORY_OMITTED_HEADER = "x-ai-suite-history-omitted"
 MAX_ERROR_CHARS = 600
 
 
@@ -39,9 +41,12 @@ class ChatRequest:
     messages: list[dict[str, str]]
     max_tokens: int | None = None
     temperature: float | None = None
+    conversation: str | None = None  # the gateway adds the stored history and keeps the exchange
 
     def payload(self) -> dict[str, Any]:
         body: dict[str, Any] = {"model": self.model, "messages": self.messages, "stream": True}
+        if self.conversation is not None:
+            body["conversation"] = self.conversation
         if self.max_tokens is not None:
             body["max_tokens"] = self.max_tokens
         if self.temperature is not None:
@@ -136,6 +141,7 @@ class GatewayClient:
             timeout=httpx.Timeout(timeout, connect=connect_timeout),
             trust_env=False,
         )
+        self.history_omitted = 0  # turns the gateway left out of the last answer's context
 
     def __enter__(self) -> GatewayClient:
         return self
@@ -156,6 +162,8 @@ class GatewayClient:
                         f"gateway answered {response.status_code}: {error_message(response)}",
                         response.status_code,
                     )
+                omitted = response.headers.get(HISTORY_OMITTED_HEADER, "0")
+                self.history_omitted = int(omitted) if omitted.isdigit() else 0
                 yield from parse_sse(response.iter_lines())
         except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
             raise GatewayUnreachable(self.base_url, str(exc) or type(exc).__name__) from exc
@@ -163,3 +171,20 @@ class GatewayClient:
             raise GatewayError(f"the gateway did not answer within {self.timeout:g} s") from exc
         except (httpx.RemoteProtocolError, httpx.ReadError) as exc:
             raise GatewayError(f"the gateway closed the connection mid-answer ({exc})") from exc
+
+    def call(self, method: str, path: str, *, json: Any = None, params: dict[str, Any] | None = None) -> Any:
+        """One JSON request (the conversations API); GatewayError for an error answer."""
+        try:
+            response = self._http.request(method, path, json=json, params=params,
+                                          headers={"Accept": "application/json"})
+        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+            raise GatewayUnreachable(self.base_url, str(exc) or type(exc).__name__) from exc
+        except httpx.TimeoutException as exc:
+            raise GatewayError(f"the gateway did not answer within {self.timeout:g} s") from exc
+        if response.status_code >= 400:
+            raise GatewayError(f"gateway answered {response.status_code}: {error_message(response)}",
+                               response.status_code)
+        try:
+            return response.json()
+        except ValueError as exc:
+            raise GatewayError(f"the gateway answered {path} with something that is not JSON") from exc

@@ -24,7 +24,11 @@ examples:
   ai --code "write a python function that reverses a list"
   git diff | ai "review this"
   ai < notes.txt > summary.md        piped output is plain text, ready for a file
-  ai -i                              a session: /code /chat /auto /model NAME /clear /exit
+  ai -i                              a session: /code /chat /auto /model NAME /clear /exit; the gateway
+                                     keeps its conversation, fitted to the model's context as it grows
+  ai --continue                      go on with the last session's conversation
+  ai --history                       your conversations, newest first (id, last change, title)
+  ai --history "파일 읽기"            search them (Korean-aware); ai --conversation ID continues one
   ai --index ~/notes --collection notes    index a file or folder into the RAG service (progress bar)
   ai --rag "how do I read a file?" --collection notes    answer from indexed documents, with sources
   ai --mcp-list                      the MCP server's tools, with their risk levels
@@ -37,6 +41,8 @@ environment (flags win; unset values are read from the suite's .env):
   AI_API_KEY, API_KEY bearer key, only needed when the gateway requires one
   AI_TIMEOUT          seconds to wait for an answer (default 120)
   AI_MAX_TOKENS       default for --tokens
+  AI_CONVERSATION_FILE  where --continue finds the last conversation per gateway (default
+                      ${XDG_STATE_HOME:-~/.local/state}/local-ai-suite/last_conversation.json)
   AI_RAG_URL          RAG service base URL (default http://127.0.0.1:${RAG_PORT:-8002})
   DOCUMENTS_DIR       the RAG service's document folder (default ${DATA_DIR}/documents); files under it are
                       indexed by path, other files are uploaded
@@ -97,7 +103,14 @@ def build_parser() -> argparse.ArgumentParser:
     choice.add_argument("--chat", dest="mode", action="store_const", const="chat", help="use the chat model")
     choice.add_argument("--model", metavar="NAME", help="use this gateway model (e.g. auto, gpt-3.5-turbo)")
     parser.set_defaults(mode="auto")
-    parser.add_argument("-i", "--interactive", action="store_true", help="start a session that keeps history")
+    parser.add_argument("-i", "--interactive", action="store_true",
+                        help="start a session; the gateway keeps its conversation")
+    talk = parser.add_argument_group("conversations (kept by the gateway)")
+    talk.add_argument("-c", "--continue", dest="resume", action="store_true",
+                      help="a session that goes on with your last conversation")
+    talk.add_argument("--conversation", metavar="ID", help="a session that goes on with this conversation")
+    talk.add_argument("--history", metavar="QUERY", nargs="?", const="",
+                      help="list your conversations, newest first; with QUERY, search them")
     parser.add_argument("--tokens", type=positive_int, metavar="N", help="longest answer, in tokens")
     parser.add_argument("--temperature", type=temperature, metavar="T", help="sampling temperature, 0 to 2")
     parser.add_argument("--url", help="gateway base URL (default: $AI_GATEWAY_URL)")
@@ -162,6 +175,20 @@ def ask_once(
     return code
 
 
+def history_command(
+    parser: argparse.ArgumentParser, args: argparse.Namespace, config: CliConfig, notes: Notes
+) -> ExitCode:
+    """`--history [QUERY]`: list or search the gateway's conversations."""
+    from services.cli.client import GatewayClient
+    from services.cli.conversations import run_history
+
+    if args.interactive or args.resume or args.conversation:
+        parser.error("--history cannot be combined with --interactive, --continue or --conversation")
+    query = " ".join([args.history, *args.prompt]).strip()
+    with GatewayClient(config.url, config.api_key, config.timeout) as client:
+        return run_history(client, query, notes)
+
+
 def rag_command(
     parser: argparse.ArgumentParser, args: argparse.Namespace, config: CliConfig, notes: Notes
 ) -> ExitCode:
@@ -169,8 +196,8 @@ def rag_command(
     from services.cli import config as cli_config
     from services.cli import rag
 
-    if args.interactive:
-        parser.error("--index and --rag cannot be combined with --interactive")
+    if args.interactive or args.resume or args.conversation or args.history is not None:
+        parser.error("--index and --rag cannot be combined with --interactive or the conversation flags")
     env = cli_config.merged_env()
     url = rag.rag_url(env)
     try:
@@ -199,8 +226,10 @@ def mcp_command(
     from services.cli import config as cli_config
     from services.cli import mcp
 
-    if args.interactive or args.index is not None or args.rag is not None:
-        parser.error("--mcp, --mcp-list and --approvals cannot be combined with --interactive, --index or --rag")
+    if args.interactive or args.resume or args.conversation or args.history is not None or args.index is not None \
+            or args.rag is not None:
+        parser.error("--mcp, --mcp-list and --approvals cannot be combined with a session, --history, --index "
+                     "or --rag")
     if args.prompt:
         parser.error("--mcp takes its arguments from --mcp-args '{...}', not from words after it")
     if args.mcp_args is not None and args.mcp is None:
@@ -233,7 +262,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return mcp_command(parser, args, config, notes)
         if args.index is not None or args.rag is not None:
             return rag_command(parser, args, config, notes)
-        if args.interactive:
+        if args.history is not None:
+            return history_command(parser, args, config, notes)
+        if args.interactive or args.resume or args.conversation:
             from services.cli.interactive import Session
 
             return Session(config, args, notes).run(" ".join(args.prompt).strip())

@@ -21,6 +21,9 @@ async def _complete(request: Request, endpoint: Endpoint, path: str) -> Response
     raw = await request.body()
     body = parse_body(raw, endpoint, state.settings.max_tokens_limit)
     route = resolve(body["model"], body)
+    if endpoint == "chat" and body.get("conversation") is not None:
+        return await state.conversations.chat.complete(path, body, route)
+    # The fast path: no store, no re-serialising; the client's bytes go to the backend as they came.
     return await state.forwarder.forward(path, raw, body, route)
 
 
@@ -64,5 +67,7 @@ async def readiness(request: Request) -> JSONResponse:
     bases = sorted(set(targets.values()))
     states = dict(zip(bases, await asyncio.gather(*(probe_backend(gateway.client, b) for b in bases)), strict=True))
     checks = {name: states[base] for name, base in targets.items()}
+    checks["conversations"] = gateway.conversations.health()
     cooling = gateway.router.cooldowns.cooling()
-    return health_response("gateway", checks, info={"cooldown_seconds_left": cooling})
+    info = {"cooldown_seconds_left": cooling, "conversation_search": gateway.conversations.search_engines()}
+    return health_response("gateway", checks, info=info)

@@ -1,4 +1,4 @@
-"""`create_app()` for the gateway: OpenAI routes that forward to the chat and code backends."""
+"""`create_app()` for the gateway: OpenAI routes that forward to the chat and code backends, and conversations."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ from fastapi import FastAPI
 from services.common.app_factory import harden
 from services.common.httpclient import make_client
 from services.gateway.api import router as api_router
+from services.gateway.conversations.api import router as conversations_router
+from services.gateway.conversations.service import Conversations
 from services.gateway.embeddings import EmbeddingForwarder
 from services.gateway.metrics import GatewayMetrics
 from services.gateway.proxy import Forwarder
@@ -32,10 +34,14 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     router = Router(deployments_from(settings), Cooldowns(settings.cooldown_seconds))
     client = make_client(settings.llm_request_timeout, settings.connect_timeout)
     forwarder = Forwarder(client, router, settings, app.state.metrics)
-    app.state.gateway = GatewayState(settings, client, forwarder, router, EmbeddingForwarder(client, settings))
+    conversations = Conversations(settings, client, forwarder, router, app.state.metrics)
+    app.state.gateway = GatewayState(settings, client, forwarder, router, EmbeddingForwarder(client, settings),
+                                     conversations)
+    conversations.start()
     try:
         yield
     finally:
+        await conversations.close()
         await client.aclose()
 
 
@@ -46,4 +52,5 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.metrics = GatewayMetrics(harden(app, settings))
     app.include_router(api_router)
+    app.include_router(conversations_router)
     return app

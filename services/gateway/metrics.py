@@ -1,4 +1,4 @@
-"""The gateway's own metrics, on the app's registry: backend attempts and requests no backend could answer."""
+"""The gateway's own metrics, on the app's registry: backend attempts, unanswerable requests, conversation memory."""
 
 from __future__ import annotations
 
@@ -14,3 +14,21 @@ class GatewayMetrics:
             ["deployment", "outcome"], registry=registry,
         )
         self.unavailable = Counter("gateway_unavailable", "Requests no backend could answer", registry=registry)
+        self.turns_omitted = Counter(
+            "gateway_conversation_turns_omitted",
+            "Stored conversation turns left out of a request so that it fits the model's context",
+            registry=registry,
+        )
+        self.history_trims = Counter(
+            "gateway_conversation_history_trims", "Conversation requests that left out one or more turns",
+            registry=registry,
+        )
+        self.context_refits = Counter(
+            "gateway_conversation_context_refits",
+            "Conversation requests sent again with less history after the backend said the prompt was too long",
+            registry=registry,
+        )
+        self.searches = Counter(
+            "gateway_conversation_searches", "Conversation searches by the engines that answered",
+            ["engines"], registry=registry,
+        )

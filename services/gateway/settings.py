@@ -71,12 +71,49 @@ class GatewaySettings(SuiteSettings):
     litellm_offline_mode: bool = Field(
         True, alias="LITELLM_OFFLINE_MODE", description="Keep LiteLLM from fetching model catalogs online."
     )
+    conversations_db: Path | None = Field(
+        None, alias="CONVERSATIONS_DB",
+        description="SQLite file of the conversations API (default DATA_DIR/conversations/conversations.db).",
+    )
+    conversation_max_items: int = Field(
+        20, alias="CONVERSATION_MAX_ITEMS", gt=0,
+        description="Most items one request may add to a conversation (OpenAI's limit is 20); more get 413.",
+    )
+    conversation_context_margin: int = Field(
+        64, alias="CONVERSATION_CONTEXT_MARGIN", ge=0,
+        description="Tokens of the model's context kept free when the history is fitted (estimate slack).",
+    )
+    conversation_answer_reserve: int = Field(
+        256, alias="CONVERSATION_ANSWER_RESERVE", ge=1,
+        description="Tokens kept for the answer when a conversation request sets no max_tokens.",
+    )
+    conversation_default_context: int = Field(
+        4096, alias="CONVERSATION_DEFAULT_CONTEXT", ge=64,
+        description="Context window assumed for a backend whose /health and /v1/models do not say (n_ctx).",
+    )
+    rag_url: str | None = Field(
+        None, alias="RAG_URL",
+        description="Base URL of the RAG service; set (phase 2 on), conversations are mirrored into it and "
+        "searched with its Korean-aware hybrid /search as well as the store's own text search.",
+    )
+    conversations_rag_collection: str = Field(
+        "conversations", alias="CONVERSATIONS_RAG_COLLECTION", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$",
+        description="RAG collection that mirrors the conversations (one document per conversation).",
+    )
+    conversations_rag_timeout: float = Field(
+        5.0, alias="CONVERSATIONS_RAG_TIMEOUT", gt=0,
+        description="Seconds a conversation search waits for RAG before it answers from the text search alone.",
+    )
+    conversations_rag_retry_seconds: float = Field(
+        30.0, alias="CONVERSATIONS_RAG_RETRY_SECONDS", gt=0,
+        description="Seconds between attempts to bring the RAG mirror up to date while RAG is unreachable.",
+    )
     litellm_config_path: Path | None = Field(
         None, alias="GATEWAY_LITELLM_CONFIG",
         description="Where the litellm engine writes its generated config (default DATA_DIR/gateway/litellm.yaml).",
     )
 
-    @field_validator("embedding_api_base")
+    @field_validator("embedding_api_base", "rag_url")
     @classmethod
     def _empty_base_is_unset(cls, value: str | None) -> str | None:
         # Compose interpolation turns an unset variable into "", which must not read as a URL.
@@ -97,6 +134,9 @@ class GatewaySettings(SuiteSettings):
     def upstream_key(self) -> str | None:
         """The key sent to backends."""
         return self.backend_api_key or self.api_key
+
+    def resolved_conversations_db(self) -> Path:
+        return self.conversations_db or self.data_dir / "conversations" / "conversations.db"
 
     def resolved_litellm_config_path(self) -> Path:
         return self.litellm_config_path or self.data_dir / "gateway" / "litellm.yaml"

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import httpx
 from fastapi import Request
 
+from services.gateway.conversations.service import Conversations
 from services.gateway.embeddings import EmbeddingForwarder
 from services.gateway.proxy import Forwarder
 from services.gateway.routing import Router
@@ -15,13 +16,14 @@ from services.gateway.settings import GatewaySettings
 
 @dataclass
 class GatewayState:
-    """The pooled backend client and what is built on it."""
+    """The pooled backend client and what is built on it, and the conversations."""
 
     settings: GatewaySettings
     client: httpx.AsyncClient
     forwarder: Forwarder
     router: Router
     embeddings: EmbeddingForwarder
+    conversations: Conversations
 
 
 def gateway_state(request: Request) -> GatewayState:

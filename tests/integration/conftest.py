@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from services.stack.runner import Stack
-from tests.support.procs import free_port
+from tests.support.procs import Service, free_port, python_module
 
 
 @dataclass
@@ -43,3 +43,17 @@ def p1_stack(models_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iter
 @pytest.fixture(scope="session")
 def gateway_url(p1_stack: RunningStack) -> str:
     return p1_stack.gateway_url
+
+
+@pytest.fixture
+def own_gateway(p1_stack: RunningStack, tmp_path: Path) -> Iterator[Service]:
+    """A gateway process of our own in front of the stack's real inference service: it can be killed, and it
+    waits long enough for prompts of a full context on a busy 2-core machine."""
+    port = free_port()
+    inference = f"{p1_stack.inference_url}/v1"
+    env = {"API_GATEWAY_PORT": str(port), "CHAT_API_BASE": inference, "CODE_API_BASE": inference,
+           "DATA_DIR": str(tmp_path / "data"), "LOG_JSON": "false", "LLM_REQUEST_TIMEOUT": "240"}
+    service = Service("gateway", python_module("services.gateway"), env, f"http://127.0.0.1:{port}/health",
+                      tmp_path / "gateway.log")
+    yield service.start(60)
+    service.stop()

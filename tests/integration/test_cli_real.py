@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import subprocess
@@ -10,6 +11,9 @@ from pathlib import Path
 
 import pexpect
 import pytest
+
+from tests.integration.test_conversations_real import LONG_TURNS
+from tests.support.procs import Service
 
 pytestmark = pytest.mark.integration
 
@@ -74,3 +78,41 @@ def test_terminal_rendering_against_the_real_gateway(env: dict[str, str]) -> Non
     assert "model: chat-7b" in screen
     answer = screen.split("model: chat-7b (no coding signal)", 1)[1]
     assert len(answer.split()) >= 2
+
+
+def test_a_long_session_outlives_the_context_and_continues(own_gateway: Service, env: dict[str, str]) -> None:
+    """`ai -i` on the bundled 1,024-token model: many long turns, no 400; then --history and --continue find it."""
+    env = {**env, "AI_GATEWAY_URL": own_gateway.health_url.removesuffix("/health")}
+    child = pexpect.spawn(
+        AI_COMMAND[0], [*AI_COMMAND[1:], "-i", "--raw", "--chat", "--tokens", "16", "--temperature", "0"],
+        env=env, dimensions=(40, 200), encoding="utf-8", timeout=300, cwd="/tmp",
+    )
+    child.logfile_read = screen = io.StringIO()
+    for n in range(6):
+        child.expect_exact("[chat] > ")
+        child.sendline(" ".join(LONG_TURNS[n % len(LONG_TURNS)].split()))
+    child.expect_exact("[chat] > ")
+    child.sendline("/exit")
+    child.expect(pexpect.EOF)
+    child.close()
+    text = ANSI.sub("", screen.getvalue())
+    assert child.exitstatus == 0 and "error:" not in text and "Traceback" not in text
+    assert text.count("model: chat-7b (--chat)") == 6
+    assert "oldest turn(s) no longer fit the model's context" in text
+
+    listed = ai(["--history"], env)
+    assert listed.returncode == 0 and len(listed.stdout.splitlines()) == 1
+    assert "Tell me about the history of the printing press" in listed.stdout
+    found = ai(["--history", "printing press"], env)
+    assert found.returncode == 0 and "printing press" in found.stdout.splitlines()[1]
+
+    resumed = pexpect.spawn(AI_COMMAND[0], [*AI_COMMAND[1:], "--continue", "--raw", "--chat", "--tokens", "16"],
+                            env=env, dimensions=(40, 200), encoding="utf-8", timeout=300, cwd="/tmp")
+    resumed.expect_exact("continuing ")
+    resumed.expect_exact("[chat] > ")
+    resumed.sendline("Thanks. Summarise our talk in one line.")
+    resumed.expect_exact("[chat] > ")
+    resumed.sendline("/exit")
+    resumed.expect(pexpect.EOF)
+    resumed.close()
+    assert resumed.exitstatus == 0 and "error:" not in ANSI.sub("", resumed.before)

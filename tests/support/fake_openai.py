@@ -100,6 +100,10 @@ def create_fake_app(behaviour: Behaviour) -> FastAPI:
                     if index and behaviour.chunk_delay_s:
                         await asyncio.sleep(behaviour.chunk_delay_s)
                     yield chunk_event(kind, model, f"{text}#{index} ")
+                if (body.get("stream_options") or {}).get("include_usage"):
+                    usage = {"id": "cmpl-fake", "object": "chat.completion.chunk", "created": 0, "model": model,
+                             "choices": [], "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}}
+                    yield b"data: " + json.dumps(usage).encode() + b"\n\n"
                 yield b"data: [DONE]\n\n"
                 finished = True
             finally:

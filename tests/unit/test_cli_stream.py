@@ -224,11 +224,14 @@ def _expect_prompt(child: pexpect.spawn, mode: str) -> None:
 
 
 def test_interactive_session_keeps_history_and_switches_models(gateway: FakeGateway, cli_env: dict[str, str]):
+    """Against a gateway that keeps no conversations (404 on /v1/conversations) the session keeps the history."""
     child = spawn_ai(["-i", "--url", gateway.url], cli_env)
     _expect_prompt(child, "auto")
     child.sendline("hello there")
     child.expect_exact("model: chat-7b (no coding signal)")
+    child.expect_exact("this session keeps its history itself")
     _expect_prompt(child, "auto")
+    assert gateway.requests[0]["path"] == "/v1/conversations"
     child.sendline("and the weather?")
     _expect_prompt(child, "auto")
     roles = [m["role"] for m in gateway.last["messages"]]
@@ -256,7 +259,8 @@ def test_interactive_session_keeps_history_and_switches_models(gateway: FakeGate
     child.expect(pexpect.EOF)
     child.close()
     assert child.exitstatus == 0
-    assert len(gateway.requests) == 4
+    assert [r["path"] for r in gateway.requests] == ["/v1/conversations"] + ["/v1/chat/completions"] * 4
+    assert "conversation" not in gateway.last
 
 
 def test_interactive_ctrl_d_exits_cleanly_and_errors_do_not_end_the_session(

@@ -199,5 +199,5 @@ async def test_without_an_embedding_service_no_name_is_offered(base: str | None)
         deps = (await client.get("/health/readiness")).json()["dependencies"]
         response = await client.post("/v1/embeddings", json={"model": "embedding", "input": "x"})
     assert ids == {"chat-7b", "code-7b", "auto", "gpt-3.5-turbo", "qwen2.5-14b-instruct"}
-    assert set(deps) == {"chat-7b", "code-7b"}
+    assert set(deps) == {"chat-7b", "code-7b", "conversations"}
     assert response.status_code == 404 and "EMBEDDING_API_BASE" in response.json()["error"]["message"]

@@ -1,0 +1,1 @@
+"""Conversations kept by the gateway, in the shapes of OpenAI's Conversations API (docs/conversations.md)."""
