@@ -56,7 +56,7 @@ def _build_state(settings: RagSettings, metrics: RagMetrics) -> RagState:
         http=http,
         pg=pg,
         vectors=vectors,
-        collections=Collections(pg, vectors, metrics),
+        collections=Collections(pg, vectors, metrics, settings.documents_root() / "uploads"),
         embedder=EmbeddingClient(settings.embedding_url, http, policy, settings.embedding_batch_size),
         gateway=GatewayClient(settings.gateway_url, http, settings.rag_model, settings.rag_llm_timeout,
                               settings.rag_max_answer_tokens),

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import shutil
 import uuid
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from services.common.errors import NotFound
 from services.rag.bm25 import BM25Index
@@ -20,6 +22,8 @@ from services.rag.clients.qdrant import Point, VectorStore
 from services.rag.metrics import RagMetrics
 
 log = logging.getLogger(__name__)
+
+UPLOADS = "uploads"  # DOCUMENTS_DIR/uploads/<collection>/<name>: copies of files uploaded to the service
 
 
 @dataclass(frozen=True)
@@ -36,8 +40,11 @@ class DocumentChange:
 class Collections:
     """Owns every write to the stores and the in-memory BM25 indexes; readers use `bm25` and the stores."""
 
-    def __init__(self, pg: PostgresStore, vectors: VectorStore, metrics: RagMetrics) -> None:
+    def __init__(self, pg: PostgresStore, vectors: VectorStore, metrics: RagMetrics,
+                 uploads: Path | None = None) -> None:
+        """`uploads`: DOCUMENTS_DIR/uploads, where the service keeps the files uploaded to it."""
         self.pg, self.vectors, self.metrics = pg, vectors, metrics
+        self.uploads = uploads
         self.bm25: dict[str, BM25Index] = defaultdict(BM25Index)
         # one writer at a time: indexing and deletes of the same document must not interleave
         self.write_lock = asyncio.Lock()
@@ -96,10 +103,12 @@ class Collections:
         await self.require(collection)
         # vectors first: if postgres then fails, the document is still listed and the delete can be repeated
         await self.vectors.delete_document(collection, document_id)
-        removed = await self.pg.delete_document(collection, document_id)
-        if removed is None:
+        deleted = await self.pg.delete_document(collection, document_id)
+        if deleted is None:
             raise NotFound(f"document {document_id!r} is not in collection {collection!r}",
                            code="document_not_found")
+        path, removed = deleted
+        self._forget_upload(path)
         if collection in self.bm25:
             self._drop_terms(self.bm25[collection], removed)
         self.metrics.chunks_removed.inc(len(removed))
@@ -112,6 +121,17 @@ class Collections:
         await self.pg.delete_collection(collection)
         self.bm25.pop(collection, None)
         self._count()
+        if self.uploads is not None:
+            # the copies of what was uploaded to this collection go with it
+            shutil.rmtree(self.uploads / collection, ignore_errors=True)
+
+    def _forget_upload(self, path: str) -> None:
+        """Delete the service's own copy of an uploaded document (`uploads/<collection>/<name>`)."""
+        if self.uploads is None or not path.startswith(UPLOADS + "/"):
+            return
+        copy = (self.uploads.parent / path).resolve()
+        if copy.is_relative_to(self.uploads.resolve()):
+            copy.unlink(missing_ok=True)
 
     async def require(self, collection: str) -> None:
         """404 unless the collection exists."""

@@ -16,7 +16,7 @@ from typing import Any
 from services.common.errors import BadRequest
 from services.rag.clients.postgres import ChunkRow, DocumentRow
 from services.rag.clients.qdrant import Point
-from services.rag.collections import DocumentChange
+from services.rag.collections import UPLOADS, DocumentChange
 from services.rag.extract import UnreadableFile, extract_bytes
 from services.rag.paths import relative_name, resolve_inside, walk_files
 from services.rag.state import RagState
@@ -26,7 +26,6 @@ log = logging.getLogger(__name__)
 # Fixed namespace: ids must come out the same in every process and after every restart.
 ID_NAMESPACE = uuid.UUID("6f0b1d52-8a7e-4c55-9a51-3f2d3a1c0e77")
 FILES_IN_FLIGHT = 3
-UPLOADS = "uploads"
 
 
 def document_id(collection: str, path: str) -> str:

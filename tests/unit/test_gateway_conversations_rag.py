@@ -87,9 +87,9 @@ async def test_rag_finds_what_the_text_search_misses_and_forgets_deleted_convers
         assert (await client.delete(f"/v1/conversations/{ids['file']}")).status_code == 200
         await eventually(lambda: len(rag.documents()) == 1, "the deleted conversation's document removed")
         assert not any("파일" in text for text in rag.search("파일 읽기"))
-        # RAG keeps a copy of each upload; the mirror overwrote it before deleting the document.
+        # RAG keeps a copy of each upload, and deleting the document deletes that copy too
         copy = rag.settings.documents_root() / "uploads" / "conversations" / f"{ids['file']}.md"
-        assert FILE_QUESTION not in copy.read_text(encoding="utf-8")
+        assert not copy.exists()
         after = (await client.get("/v1/conversations", params={"query": "파일 읽기"})).json()
         assert ids["file"] not in [c["id"] for c in after["data"]]
 

@@ -23,9 +23,6 @@ log = logging.getLogger(__name__)
 BATCH = 32
 DOCUMENT_NAME = re.compile(r"(conv_[A-Za-z0-9]{1,64})\.md$")
 UPLOAD_TIMEOUT = 120.0  # a long conversation is chunked and embedded before RAG answers
-# Written over RAG's kept copy of the upload before the document is deleted: RAG keeps every upload
-# under DOCUMENTS_DIR/uploads/<collection>/, and its document delete leaves that file in place.
-PLACEHOLDER = b"This conversation was deleted.\n"
 
 
 class RagUnavailable(Exception):
@@ -90,8 +87,8 @@ class RagMirror:
                     continue  # deleted meanwhile: its deletion row (if it was mirrored) covers the document
                 document_id = await self._upload(conversation_id, render(*transcript))
                 await self.store.rag_synced(conversation_id, version, document_id)
-        for document_id, conversation_id in await self.store.rag_deletions():
-            await self._upload(conversation_id, PLACEHOLDER)
+        for document_id, _ in await self.store.rag_deletions():
+            # RAG's document delete also removes its kept copy of the upload
             response = await self.client.delete(
                 f"{self.base}/collections/{self.collection}/documents/{document_id}", headers=self.headers)
             if response.status_code not in (200, 404):

@@ -233,10 +233,10 @@ class PostgresStore:
 
         await self._run(write)
 
-    async def delete_document(self, collection: str, document_id: str) -> list[UUID] | None:
-        """Remove a document and its chunks; returns the chunk ids, or None when there was none."""
+    async def delete_document(self, collection: str, document_id: str) -> tuple[str, list[UUID]] | None:
+        """Remove a document and its chunks; returns its path and chunk ids, or None when there was none."""
 
-        async def write(conn: Conn) -> list[UUID] | None:
+        async def write(conn: Conn) -> tuple[str, list[UUID]] | None:
             async with conn.transaction():
                 cur = await conn.execute(
                     "DELETE FROM chunks WHERE document_id = %s AND collection = %s RETURNING id",
@@ -244,9 +244,10 @@ class PostgresStore:
                 )
                 chunk_ids = [row["id"] for row in await cur.fetchall()]
                 cur = await conn.execute(
-                    "DELETE FROM documents WHERE id = %s AND collection = %s RETURNING id", (document_id, collection)
+                    "DELETE FROM documents WHERE id = %s AND collection = %s RETURNING path", (document_id, collection)
                 )
-                return chunk_ids if await cur.fetchone() is not None else None
+                row = await cur.fetchone()
+                return (row["path"], chunk_ids) if row is not None else None
 
         return await self._run(write)
 

@@ -166,3 +166,18 @@ async def test_the_bm25_gauge_follows_deletes_and_restarts(tmp_path, models_dir,
     async with running_rag(settings) as (client, app):
         await app.state.rag.ensure_ready()
         assert metric((await client.get("/metrics")).text, "rag_bm25_chunks") == left
+
+
+async def test_deleting_an_uploaded_document_removes_the_kept_copy(rag, tmp_path: Path) -> None:
+    client, _ = rag
+    files = [("files", ("draft.md", b"Quarterly planning notes for the lighthouse.", "text/markdown"))]
+    report = (await client.post("/index", data={"collection": "drafts"}, files=files)).json()
+    kept = tmp_path / "documents" / "uploads" / "drafts" / "draft.md"
+    assert kept.is_file()
+    document_id = report["documents"][0]["document_id"]
+    assert (await client.delete(f"/collections/drafts/documents/{document_id}")).status_code == 200
+    assert not kept.exists()
+    again = (await client.post("/index", data={"collection": "drafts"}, files=files)).json()
+    assert again["documents"][0]["status"] == "added" and kept.is_file()
+    assert (await client.delete("/collections/drafts")).status_code == 200
+    assert not kept.parent.exists()
