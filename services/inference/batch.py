@@ -69,8 +69,9 @@ class BatchLoop:
                     self._wake.wait()
                 if self._stopping:
                     break
-                incoming = list(self._incoming)
-                self._incoming.clear()
+                # At most one task per free slot (the asyncio side submits only when one is free).
+                free = sum(1 for slot in self.slots if not slot.busy)
+                incoming = [self._incoming.popleft() for _ in range(min(free, len(self._incoming)))]
             try:
                 for task in incoming:
                     self._admit(task)

@@ -164,9 +164,12 @@ class GenerationQueue:
                     done.set_result(result)
 
         def finish(result: Generation | BaseException) -> None:  # on the batch thread
-            if relay:
-                relay.close()
-            loop.call_soon_threadsafe(settle, result)
+            try:
+                if relay:
+                    relay.close()
+                loop.call_soon_threadsafe(settle, result)
+            except RuntimeError:  # the event loop has closed: nobody is left to tell
+                log.warning("a generation finished after its event loop closed")
 
         self._running.add(job)
         # The slot stays taken until the batch loop has let go of it, whatever happened to the request.
