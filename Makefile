@@ -18,7 +18,7 @@ COMPOSE := docker compose --env-file $(ENV_FILE)
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install lock audit system-packages models run stop status test test-unit lint bench bench-gpu up-p1 up-p1-cpu up-p2 up-p2-cpu up-p3 up-p3-cpu mcp-dirs down logs clean
+.PHONY: help install lock audit system-packages models run stop status test test-unit lint bench bench-serving llama-tools bench-gpu up-p1 up-p1-cpu up-p2 up-p2-cpu up-p3 up-p3-cpu mcp-dirs down logs clean
 
 help: ## Show the targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
@@ -82,6 +82,13 @@ bench: models ## Run the benchmarks; results go to docs/bench/
 	$(BIN)/python -m tests.bench.embedding
 	$(BIN)/python -m tests.bench.rag
 	$(BIN)/python -m tests.bench.mcp
+	$(BIN)/python -m tests.bench.serving
+
+llama-tools: $(STAMP) ## Build llama-server and llama-batched-bench from the locked llama-cpp-python sdist (cached)
+	$(BIN)/python -m tests.bench.llamacpp
+
+bench-serving: models ## Concurrent serving: the suite beside llama-server at 1-8 streams, and the prompt cache
+	$(BIN)/python -m tests.bench.serving
 
 bench-gpu: models ## GPU token rates (needs llama-cpp-python built with CUDA; see docs/bench/gpu.md)
 	$(BIN)/python -m tests.bench.gpu

@@ -35,6 +35,7 @@ async def health(request: Request) -> JSONResponse:
         "aliases": settings.aliases(),
         "n_ctx": state.engine.n_ctx if state.engine else settings.n_ctx,
         "queue_depth": state.queue.waiting if state.queue else 0,
+        "slots": {"total": settings.n_parallel, "running": state.queue.running if state.queue else 0},
     })
 
 # Builds one OpenAI chunk from (text delta or None for the final chunk, finish reason).
@@ -56,11 +57,12 @@ class GenerationStream(StreamingResponse):
             self.cancel.set()
 
 
-def _usage(result: Generation) -> dict[str, int]:
+def _usage(result: Generation) -> dict[str, Any]:
     return {
         "prompt_tokens": result.prompt_tokens,
         "completion_tokens": result.completion_tokens,
         "total_tokens": result.prompt_tokens + result.completion_tokens,
+        "prompt_tokens_details": {"cached_tokens": result.cached_tokens},
     }
 
 

@@ -1,21 +1,20 @@
-"""The loaded model: prompt building and the token loop. Only one thread may use it at a time."""
+"""The loaded model, prompt building (sandboxed chat template) and the context budget."""
 
 from __future__ import annotations
 
-import codecs
 import contextlib
 import io
 import logging
-import random
-import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 import jinja2
 import llama_cpp
 from jinja2.sandbox import ImmutableSandboxedEnvironment
+from llama_cpp import _logger
+from llama_cpp._internals import LlamaContext, LlamaModel
 from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
 from services.common.errors import BadRequest, SuiteError
@@ -54,6 +53,7 @@ class Generation:
     completion_tokens: int
     prompt_seconds: float
     decode_seconds: float
+    cached_tokens: int = 0  # prompt tokens whose KV cache the slot already held
 
     def tokens_per_second(self) -> float:
         """Decode speed: tokens after the first over the time after the first."""
@@ -88,55 +88,31 @@ def sandboxed_formatter(template: str, bos_token: str, eos_token: str) -> Jinja2
     return formatter
 
 
-class ModelEngine:
-    """A Llama model plus its chat formatter; `run` is called from one worker thread at a time."""
 
-    def __init__(self, llm: llama_cpp.Llama, settings: InferenceSettings, chat_template: str | None) -> None:
-        self.llm = llm
-        self.settings = settings
-        self.n_ctx = llm.n_ctx()
-        self.name = settings.model_path().name
+class Tokenizer(Protocol):
+    """What prompt building needs of a model: `llama_cpp.Llama` and its `LlamaModel` both fit."""
+
+    def tokenize(self, text: bytes, add_bos: bool, special: bool) -> list[int]: ...
+
+    def detokenize(self, tokens: list[int], special: bool = False) -> bytes: ...
+
+    def token_bos(self) -> int: ...
+
+    def token_eos(self) -> int: ...
+
+
+class Prompts:
+    """Chat and text prompts as tokens, the chat template rendered in Jinja's sandbox."""
+
+    def __init__(self, tokenizer: Tokenizer, chat_template: str | None) -> None:
+        self.tokenizer = tokenizer
         self._formatter = None
         if chat_template:
-            special = lambda token: llm.detokenize([token], special=True).decode("utf-8", "replace")  # noqa: E731
-            self._formatter = sandboxed_formatter(chat_template, special(llm.token_bos()), special(llm.token_eos()))
+            special = lambda token: tokenizer.detokenize([token], special=True).decode("utf-8", "replace")  # noqa: E731
+            self._formatter = sandboxed_formatter(chat_template, special(tokenizer.token_bos()),
+                                                  special(tokenizer.token_eos()))
 
-    @classmethod
-    def load(cls, settings: InferenceSettings) -> ModelEngine:
-        """Load the GGUF (blocking, seconds for big models); the lifespan has checked that the file exists."""
-        path = settings.model_path()
-        started = time.perf_counter()
-        # verbose=False would point fds 1 and 2 at /dev/null while loading, swallowing every other
-        # thread's logs (uvicorn's included); catching Python-level stderr only affects llama's prints.
-        captured = io.StringIO()
-        try:
-            with contextlib.redirect_stderr(captured):
-                llm = llama_cpp.Llama(
-                    model_path=str(path),
-                    n_ctx=settings.n_ctx,
-                    n_gpu_layers=settings.n_gpu_layers,
-                    n_threads=settings.threads(),
-                    n_threads_batch=settings.threads(),
-                    n_batch=settings.n_batch,
-                    verbose=True,
-                )
-        except Exception:
-            log.error("llama.cpp output while loading %s:\n%s", path.name, captured.getvalue()[-4000:])
-            raise
-        logging.getLogger("llama-cpp-python").setLevel(logging.ERROR)
-        llm.verbose = False
-        log.debug("llama.cpp output while loading:\n%s", captured.getvalue())
-        if settings.chat_template_file:
-            template: str | None = settings.chat_template_file.read_text(encoding="utf-8")
-        else:
-            template = llm.metadata.get("tokenizer.chat_template")
-        log.info("loaded %s in %.2fs (n_ctx=%d)", path.name, time.perf_counter() - started, llm.n_ctx())
-        return cls(llm, settings, template)
-
-    def close(self) -> None:
-        self.llm.close()
-
-    def chat_prompt(self, messages: list[dict[str, Any]]) -> tuple[list[int], tuple[str, ...]]:
+    def chat(self, messages: list[dict[str, Any]]) -> tuple[list[int], tuple[str, ...]]:
         """Render the chat template (sandboxed) and tokenize; returns tokens and template stops."""
         if self._formatter is None:
             raise ChatTemplateError("the model has no chat template; use /v1/completions or set CHAT_TEMPLATE_FILE")
@@ -148,12 +124,75 @@ class ModelEngine:
         except (jinja2.TemplateError, ValueError, TypeError) as exc:
             # Templates reject unsupported conversations (roles out of order) with raise_exception.
             raise BadRequest(f"messages cannot be rendered by the chat template: {exc}", param="messages") from exc
-        tokens = self.llm.tokenize(result.prompt.encode("utf-8"), add_bos=not result.added_special, special=True)
+        tokens = self.tokenizer.tokenize(result.prompt.encode("utf-8"), add_bos=not result.added_special,
+                                         special=True)
         stops = result.stop if isinstance(result.stop, list) else [result.stop] if result.stop else []
         return tokens, tuple(stops)
 
+    def text(self, prompt: str) -> list[int]:
+        return self.tokenizer.tokenize(prompt.encode("utf-8"), add_bos=True, special=True)
+
+
+class ModelEngine:
+    """The loaded model and one llama.cpp context with a KV sequence per slot (N_PARALLEL of them).
+
+    Only the batch loop's thread touches `context`; prompt building and the budget are safe anywhere.
+    """
+
+    def __init__(self, model: LlamaModel, context: LlamaContext, settings: InferenceSettings,
+                 chat_template: str | None) -> None:
+        self.llm = model
+        self.context = context
+        self.settings = settings
+        self.n_parallel = settings.n_parallel
+        # Each sequence has its own part of the KV cache: N_CTX tokens, whatever the others hold.
+        self.n_ctx = llama_cpp.llama_n_ctx_seq(context.ctx)
+        self.n_batch = llama_cpp.llama_n_batch(context.ctx)
+        self.name = settings.model_path().name
+        self.prompts = Prompts(model, chat_template)
+
+    @classmethod
+    def load(cls, settings: InferenceSettings) -> ModelEngine:
+        """Load the GGUF (blocking, seconds for big models); the lifespan has checked that the file exists."""
+        path = settings.model_path()
+        started = time.perf_counter()
+        # verbose=False would point fds 1 and 2 at /dev/null while loading, swallowing every other
+        # thread's logs (uvicorn's included); catching Python-level stderr only affects llama's prints.
+        captured = io.StringIO()
+        _logger.set_verbose(True)
+        try:
+            with contextlib.redirect_stderr(captured):
+                llama_cpp.llama_backend_init()
+                model = LlamaModel(path_model=str(path), params=_model_params(settings), verbose=True)
+                try:
+                    context = LlamaContext(model=model, params=_context_params(settings), verbose=True)
+                except BaseException:
+                    model.close()
+                    raise
+        except Exception:
+            log.error("llama.cpp output while loading %s:\n%s", path.name, captured.getvalue()[-4000:])
+            raise
+        finally:
+            _logger.set_verbose(False)
+        log.debug("llama.cpp output while loading:\n%s", captured.getvalue())
+        if settings.chat_template_file:
+            template: str | None = settings.chat_template_file.read_text(encoding="utf-8")
+        else:
+            template = model.metadata().get("tokenizer.chat_template")
+        engine = cls(model, context, settings, template)
+        log.info("loaded %s in %.2fs (%d slots of %d tokens)", path.name, time.perf_counter() - started,
+                 engine.n_parallel, engine.n_ctx)
+        return engine
+
+    def close(self) -> None:
+        self.context.close()
+        self.llm.close()
+
+    def chat_prompt(self, messages: list[dict[str, Any]]) -> tuple[list[int], tuple[str, ...]]:
+        return self.prompts.chat(messages)
+
     def text_prompt(self, prompt: str) -> list[int]:
-        return self.llm.tokenize(prompt.encode("utf-8"), add_bos=True, special=True)
+        return self.prompts.text(prompt)
 
     def budget(self, prompt_tokens: int, max_tokens: int | None) -> int:
         """The answer's token limit; a request that cannot fit the context is a 400."""
@@ -173,50 +212,22 @@ class ModelEngine:
             )
         return max_tokens
 
-    def run(
-        self, prompt: list[int], sampling: Sampling, cancel: threading.Event, emit: Callable[[str], None] | None
-    ) -> Generation:
-        """Generate until a stop, the token limit or `cancel`; `emit` gets text as it becomes final."""
-        llm = self.llm
-        seed = sampling.seed if sampling.seed is not None else random.getrandbits(32)
-        llm.set_seed(seed % 2**32)
-        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        parts: list[str] = []
-        held, finish, count, stop_hit = "", "length", 0, False
-        started = time.perf_counter()
-        first = started
-        tokens = llm.generate(
-            prompt, top_k=sampling.top_k, top_p=sampling.top_p, min_p=sampling.min_p, temp=sampling.temperature,
-            repeat_penalty=sampling.repeat_penalty, presence_penalty=sampling.presence_penalty,
-            frequency_penalty=sampling.frequency_penalty,
-        )
-        try:
-            for token in tokens:
-                if count == 0:
-                    first = time.perf_counter()
-                if cancel.is_set():
-                    finish = "cancelled"
-                    break
-                if llama_cpp.llama_vocab_is_eog(llm._model.vocab, token):
-                    finish = "stop"
-                    break
-                count += 1
-                text, held, stop_hit = split_at_stop(held + decoder.decode(llm.detokenize([token])), sampling.stop)
-                if text:
-                    parts.append(text)
-                    if emit:
-                        emit(text)
-                if stop_hit:
-                    finish = "stop"
-                    break
-                if count >= sampling.max_tokens:
-                    break
-        finally:
-            tokens.close()
-        # Text after a stop sequence, and anything of a cancelled run, is never sent.
-        tail = "" if finish == "cancelled" or stop_hit else held + decoder.decode(b"", final=True)
-        if tail:
-            parts.append(tail)
-            if emit:
-                emit(tail)
-        return Generation("".join(parts), finish, len(prompt), count, first - started, time.perf_counter() - first)
+
+def _model_params(settings: InferenceSettings) -> llama_cpp.llama_model_params:
+    params = llama_cpp.llama_model_default_params()
+    # llama.cpp reads INT32_MAX as "every layer".
+    params.n_gpu_layers = 0x7FFFFFFF if settings.n_gpu_layers == -1 else settings.n_gpu_layers
+    return params
+
+
+def _context_params(settings: InferenceSettings) -> llama_cpp.llama_context_params:
+    params = llama_cpp.llama_context_default_params()
+    params.n_seq_max = settings.n_parallel
+    params.n_ctx = settings.n_ctx * settings.n_parallel
+    # One KV stream per sequence: attention reads only its own slot's cells (llama-server's default
+    # for a fixed slot count; a unified buffer only pays off when slots share a long prefix).
+    params.kv_unified = False
+    # Every running slot adds a token to each step, so a step must have room for one token per slot.
+    params.n_batch = params.n_ubatch = max(settings.n_batch, settings.n_parallel)
+    params.n_threads = params.n_threads_batch = settings.threads()
+    return params

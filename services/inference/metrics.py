@@ -17,6 +17,10 @@ class InferenceMetrics:
     active: Gauge
     cancelled: Counter
     rejected: Counter
+    slots_total: Gauge
+    slots_prefilling: Gauge
+    prompt_cached_tokens: Counter
+    prompt_cache_hits: Counter
 
     @classmethod
     def create(cls, registry: CollectorRegistry) -> InferenceMetrics:
@@ -35,12 +39,28 @@ class InferenceMetrics:
             queue_depth=Gauge(
                 "inference_queue_depth", "Requests waiting for the model.", registry=registry
             ),
-            active=Gauge("inference_active_generations", "Generations running now (0 or 1).", registry=registry),
+            active=Gauge(
+                "inference_active_generations", "Generations running now, one per busy slot.", registry=registry
+            ),
             cancelled=Counter(
                 "inference_cancelled_generations",
                 "Generations stopped early because the client went away.", registry=registry,
             ),
             rejected=Counter(
                 "inference_rejected_requests", "Requests refused because the queue was full.", registry=registry
+            ),
+            slots_total=Gauge("inference_slots_total", "Slots (N_PARALLEL): generations decoded together.",
+                              registry=registry),
+            slots_prefilling=Gauge(
+                "inference_slots_prefilling", "Busy slots still evaluating their prompt (no token yet).",
+                registry=registry,
+            ),
+            prompt_cached_tokens=Counter(
+                "inference_prompt_cached_tokens", "Prompt tokens taken from a slot's KV cache instead of evaluated.",
+                registry=registry,
+            ),
+            prompt_cache_hits=Counter(
+                "inference_prompt_cache_hits", "Requests that found at least half of their prompt in a slot's cache.",
+                registry=registry,
             ),
         )

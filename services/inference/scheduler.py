@@ -1,22 +1,21 @@
-"""One generation at a time on a dedicated thread, a bounded wait queue, and cancellation."""
+"""The asyncio side of generation: N_PARALLEL slots, a bounded wait queue, streaming and cancellation."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import threading
 import time
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
 from starlette.types import Receive
 
 from services.common.errors import ServiceUnavailable, SuiteError
+from services.inference.batch import BatchLoop
 from services.inference.engine import Generation, ModelEngine, Sampling
 from services.inference.metrics import InferenceMetrics
+from services.inference.slots import Task
 
 log = logging.getLogger(__name__)
 
@@ -39,9 +38,9 @@ def _pair(*futures: asyncio.Future[Any]) -> list[asyncio.Future[Any]]:
     return list(futures)
 
 
-@dataclass
+@dataclass(eq=False)
 class Job:
-    """A generation that owns the model until `done` resolves."""
+    """A generation that holds a slot until `done` resolves."""
 
     cancel: threading.Event
     done: asyncio.Future[Generation]
@@ -81,7 +80,7 @@ class TextRelay:
 
 
 class GenerationQueue:
-    """Serialises access to the model; refuses work once `max_queue` requests are waiting."""
+    """Hands requests to the batch loop, one per free slot; refuses work once `max_queue` requests wait."""
 
     def __init__(
         self, engine: ModelEngine, max_queue: int, metrics: InferenceMetrics, stream_interval: float = 0.0
@@ -90,27 +89,32 @@ class GenerationQueue:
         self.max_queue = max_queue
         self.stream_interval = stream_interval
         self.metrics = metrics
-        self._lock = asyncio.Lock()
+        self._slots = asyncio.Semaphore(engine.n_parallel)
         self._waiting = 0
-        self._current: Job | None = None
+        self._running: set[Job] = set()
         self._closed = False
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llama")
+        self._batches = BatchLoop(engine, metrics)
 
     @property
     def waiting(self) -> int:
         return self._waiting
 
+    @property
+    def running(self) -> int:
+        return len(self._running)
+
     async def submit(self, prompt: list[int], sampling: Sampling, receive: Receive, stream: bool) -> Job:
-        """Wait for the model (or the client leaving) and start generating on the model thread."""
+        """Wait for a free slot (or the client leaving) and start generating in it."""
         if self._closed:
             raise ServiceUnavailable("the service is shutting down", retry_after=5, code="shutting_down")
-        if not self._lock.locked() and not self._waiting:
-            await self._lock.acquire()  # free: returns at once, without a disconnect watcher
+        if not self._slots.locked() and not self._waiting:
+            await self._slots.acquire()  # free: returns at once, without a disconnect watcher
             return self._start(prompt, sampling, stream)
         if self._waiting >= self.max_queue:
             self.metrics.rejected.inc()
             raise ServiceUnavailable(
-                f"the model is busy and {self._waiting} request(s) are already waiting (MAX_QUEUE={self.max_queue})",
+                f"every slot is busy and {self._waiting} request(s) are already waiting "
+                f"(MAX_QUEUE={self.max_queue})",
                 retry_after=2, code="queue_full",
             )
         gone = asyncio.ensure_future(wait_for_disconnect(receive))
@@ -119,14 +123,14 @@ class GenerationQueue:
         finally:
             gone.cancel()
         if self._closed:
-            self._lock.release()
+            self._slots.release()
             raise ServiceUnavailable("the service is shutting down", retry_after=5, code="shutting_down")
         return self._start(prompt, sampling, stream)
 
     async def _wait_turn(self, gone: asyncio.Future[None]) -> None:
         self._waiting += 1
         self.metrics.queue_depth.set(self._waiting)
-        turn: asyncio.Future[bool] = asyncio.ensure_future(self._lock.acquire())
+        turn: asyncio.Future[bool] = asyncio.ensure_future(self._slots.acquire())
         try:
             await asyncio.wait(_pair(turn, gone), return_when=asyncio.FIRST_COMPLETED)
         except BaseException:
@@ -140,52 +144,42 @@ class GenerationQueue:
             raise ClientGone("the client disconnected while queued")
 
     def _give_up(self, turn: asyncio.Future[bool]) -> None:
-        """Hand back a turn that was granted, or withdraw one still pending."""
+        """Hand back a slot that was granted, or withdraw a request still pending."""
         if turn.done() and not turn.cancelled() and turn.exception() is None:
-            self._lock.release()
+            self._slots.release()
         else:
             turn.cancel()
 
     def _start(self, prompt: list[int], sampling: Sampling, stream: bool) -> Job:
         loop = asyncio.get_running_loop()
         relay = TextRelay(loop, self.stream_interval) if stream else None
-        cancel = threading.Event()
+        done: asyncio.Future[Generation] = loop.create_future()
+        job = Job(threading.Event(), done, relay.queue if relay else None)
 
-        def work() -> Generation:
+        def settle(result: Generation | BaseException) -> None:
+            if not done.done():
+                if isinstance(result, BaseException):
+                    done.set_exception(result)
+                else:
+                    done.set_result(result)
+
+        def finish(result: Generation | BaseException) -> None:  # on the batch thread
             try:
-                return self._run(prompt, sampling, cancel, relay.push if relay else None)
-            finally:
                 if relay:
                     relay.close()
+                loop.call_soon_threadsafe(settle, result)
+            except RuntimeError:  # the event loop has closed: nobody is left to tell
+                log.warning("a generation finished after its event loop closed")
 
-        done = loop.run_in_executor(self._executor, work)
-        job = Job(cancel, done, relay.queue if relay else None)
-        self._current = job
-        self.metrics.active.set(1)
-        # The model stays locked until the thread has really stopped, whatever happened to the request.
+        self._running.add(job)
+        # The slot stays taken until the batch loop has let go of it, whatever happened to the request.
         done.add_done_callback(lambda _: self._finish(job))
+        self._batches.submit(Task(prompt, sampling, job.cancel, relay.push if relay else None, finish))
         return job
 
     def _finish(self, job: Job) -> None:
-        if self._current is job:
-            self._current = None
-            self.metrics.active.set(0)
-        self._lock.release()
-
-    def _run(
-        self, prompt: list[int], sampling: Sampling, cancel: threading.Event, emit: Callable[[str], None] | None
-    ) -> Generation:
-        result = self.engine.run(prompt, sampling, cancel, emit)
-        m = self.metrics
-        m.prompt_tokens.inc(result.prompt_tokens)
-        m.completion_tokens.inc(result.completion_tokens)
-        m.generation_seconds.observe(result.prompt_seconds + result.decode_seconds)
-        if result.finish_reason == "cancelled":
-            m.cancelled.inc()
-            log.info("generation cancelled after %d tokens", result.completion_tokens)
-        elif result.completion_tokens > 1:
-            m.tokens_per_second.set(result.tokens_per_second())
-        return result
+        self._running.discard(job)
+        self._slots.release()
 
     async def complete(self, job: Job, receive: Receive) -> Generation:
         """Wait for a non-streamed job; a client that leaves stops it."""
@@ -201,11 +195,11 @@ class GenerationQueue:
         return job.done.result()
 
     async def close(self, timeout: float = 10.0) -> None:
-        """Refuse new work, stop the running generation and wait for the model thread to let go."""
+        """Refuse new work, stop the running generations and wait for the batch thread to let go."""
         self._closed = True
-        job = self._current
-        if job is not None:
+        running = list(self._running)
+        for job in running:
             job.cancel.set()
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(asyncio.shield(job.done), timeout)
-        self._executor.shutdown(wait=True)
+        if running:
+            await asyncio.wait([asyncio.shield(job.done) for job in running], timeout=timeout)
+        await asyncio.to_thread(self._batches.close)

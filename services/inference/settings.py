@@ -23,12 +23,23 @@ class InferenceSettings(SuiteSettings):
         description="Comma-separated model names this service answers to; the first is the primary.",
     )
     n_gpu_layers: int = Field(0, alias="N_GPU_LAYERS", ge=-1, description="Layers offloaded to the GPU (-1: all).")
-    n_ctx: int = Field(1024, alias="N_CTX", ge=64, description="Context window in tokens (prompt plus answer).")
+    n_ctx: int = Field(
+        4096, alias="N_CTX", ge=64,
+        description="Context window of each slot in tokens (prompt plus answer); the KV cache holds N_PARALLEL "
+        "of them.",
+    )
+    n_parallel: int = Field(
+        4, alias="N_PARALLEL", ge=1, le=64,
+        description="Slots: requests generated together in one batch, each keeping its prompt cache.",
+    )
     n_threads: int = Field(0, alias="N_THREADS", ge=0, description="CPU threads for generation; 0 uses every core.")
-    n_batch: int = Field(128, alias="N_BATCH", ge=1, description="Prompt tokens evaluated per batch.")
+    n_batch: int = Field(
+        512, alias="N_BATCH", ge=1,
+        description="Tokens evaluated per step, for every slot together (prompts are split into such chunks).",
+    )
     max_queue: int = Field(
         8, alias="MAX_QUEUE", ge=0,
-        description="Requests allowed to wait behind the running one; more get 503 with Retry-After.",
+        description="Requests allowed to wait while every slot is busy; more get 503 with Retry-After.",
     )
     stream_interval_ms: float = Field(
         20.0, alias="STREAM_INTERVAL_MS", ge=0,

@@ -61,16 +61,14 @@ def prompt_rate(llm, text: str, round_no: int) -> float:
 
 
 def generate_in_process(llm, prompt: str, max_tokens: int) -> StreamRun:
-    """The loop the inference service runs: `Llama.generate` token by token, each one detokenized.
+    """llama-cpp-python's single-sequence loop: `Llama.generate` token by token, each one detokenized.
 
-    The prompt goes through the service's own chat-template path (`ModelEngine.chat_prompt`), so it is
-    the same prompt the service sees. The end of text is not a stop, so every run makes `max_tokens`.
+    The prompt goes through the service's own chat-template path (`Prompts.chat`), so it is the same
+    prompt the service sees. The end of text is not a stop, so every run makes `max_tokens`.
     """
-    from services.inference.engine import ModelEngine
-    from services.inference.settings import InferenceSettings
+    from services.inference.engine import Prompts
 
-    engine = ModelEngine(llm, InferenceSettings(_env_file=None), llm.metadata.get("tokenizer.chat_template"))
-    tokens, _ = engine.chat_prompt([{"role": "user", "content": prompt}])
+    tokens, _ = Prompts(llm, llm.metadata.get("tokenizer.chat_template")).chat([{"role": "user", "content": prompt}])
     start = time.perf_counter()
     first = last = 0.0
     count = 0

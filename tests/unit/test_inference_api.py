@@ -28,6 +28,8 @@ HELLO = [{"role": "user", "content": "Say hello in one short sentence."}]
 
 
 def make_settings(gguf_path: Path, **env: object) -> InferenceSettings:
+    """The bundled model with 1024-token slots (small KV caches keep the tests light), unless `env` says else."""
+    env = {"N_CTX": 1024, **env}
     return InferenceSettings(MODELS_DIR=gguf_path.parent, MODEL_FILE=gguf_path.name, MODEL_ALIAS="chat-7b,code-7b",
                              **env)
 

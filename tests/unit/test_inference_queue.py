@@ -65,7 +65,7 @@ async def long_stream(client: httpx.AsyncClient) -> AsyncIterator[None]:
 
 
 async def test_full_queue_answers_503_with_retry_after(gguf_path: Path) -> None:
-    async with served(make_settings(gguf_path, MAX_QUEUE=1)) as client:
+    async with served(make_settings(gguf_path, MAX_QUEUE=1, N_PARALLEL=1)) as client:
         async with long_stream(client):
             waiting = asyncio.create_task(
                 client.post("/v1/chat/completions", json={"messages": HELLO, "max_tokens": 3}))
@@ -85,7 +85,7 @@ async def test_full_queue_answers_503_with_retry_after(gguf_path: Path) -> None:
 
 
 async def test_max_queue_zero_refuses_anything_behind_the_running_request(gguf_path: Path) -> None:
-    async with served(make_settings(gguf_path, MAX_QUEUE=0)) as client:
+    async with served(make_settings(gguf_path, MAX_QUEUE=0, N_PARALLEL=1)) as client:
         async with long_stream(client):
             refused = await client.post("/v1/completions", json={"prompt": "Hi", "max_tokens": 2})
             assert refused.status_code == 503 and refused.headers["Retry-After"]
@@ -123,7 +123,7 @@ async def test_non_streamed_disconnect_stops_generation(gguf_path: Path) -> None
 
 
 async def test_queued_client_that_leaves_never_runs(gguf_path: Path) -> None:
-    async with served(make_settings(gguf_path, MAX_QUEUE=2)) as client:
+    async with served(make_settings(gguf_path, MAX_QUEUE=2, N_PARALLEL=1)) as client:
         async with long_stream(client), httpx.AsyncClient(base_url=client.base_url, timeout=120) as own:
             queued = asyncio.create_task(own.post("/v1/completions", json={"prompt": "Queued", "max_tokens": 2}))
             await poll(lambda: _depth_is(client, 1), "the request to queue")
