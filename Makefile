@@ -18,7 +18,7 @@ COMPOSE := docker compose --env-file $(ENV_FILE)
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install lock audit system-packages models run stop status test test-unit lint bench bench-serving llama-tools bench-gpu up-p1 up-p1-cpu up-p2 up-p2-cpu up-p3 up-p3-cpu mcp-dirs down logs clean
+.PHONY: help install lock audit system-packages models run stop status test test-unit lint bench bench-serving llama-tools bench-gpu up-p1 up-p1-cpu up-p2 up-p2-cpu up-p3 up-p3-cpu up-monitoring mcp-dirs monitoring-dirs down logs clean
 
 help: ## Show the targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
@@ -44,11 +44,17 @@ lock: $(UV) ## Re-resolve uv.lock: every package (or only PACKAGE=name) to its n
 audit: $(STAMP) ## pip-audit the locked tree against known vulnerabilities (needs the internet)
 	$(BIN)/python scripts/audit.py
 
-# Debian programs the suite starts itself (PROGRAM=PACKAGE): the browser of the web tools, and bubblewrap, the
-# sandbox execute_python runs in.
+# Debian programs the suite starts itself (PROGRAM=PACKAGE): the browser of the web tools, bubblewrap, the
+# sandbox execute_python runs in, and the monitoring that `ai-suite up --monitoring` runs beside a phase.
 CHROMIUM_PATH ?= /usr/bin/chromium
 BWRAP_PATH ?= /usr/bin/bwrap
-SYSTEM_PACKAGES := $(CHROMIUM_PATH)=chromium $(BWRAP_PATH)=bubblewrap
+PROMETHEUS_PATH ?= /usr/bin/prometheus
+ALERTMANAGER_PATH ?= /usr/bin/prometheus-alertmanager
+NODE_EXPORTER_PATH ?= /usr/bin/prometheus-node-exporter
+SYSTEM_PACKAGES := $(CHROMIUM_PATH)=chromium $(BWRAP_PATH)=bubblewrap $(PROMETHEUS_PATH)=prometheus \
+	$(ALERTMANAGER_PATH)=prometheus-alertmanager $(NODE_EXPORTER_PATH)=prometheus-node-exporter
+# `make run` adds --monitoring when all three monitoring programs are there (MONITORING=auto); yes insists, no leaves it out.
+MONITORING ?= auto
 
 system-packages: ## Install the Debian packages the suite uses (apt-get), each only when missing
 	@bash scripts/install-debian-packages.sh $(SYSTEM_PACKAGES)
@@ -56,9 +62,13 @@ system-packages: ## Install the Debian packages the suite uses (apt-get), each o
 models: $(STAMP) ## Fetch and verify the bundled offline models into MODELS_DIR
 	$(BIN)/ai-suite models fetch
 
-run: models ## Start the suite natively on the embedded defaults and print the URLs
+run: models ## Start the suite natively (with Prometheus and Alertmanager when installed) and print the URLs
 	@bash scripts/install-debian-packages.sh $(SYSTEM_PACKAGES) || echo "warning: without them the tools that need them answer with an error until they are installed"
-	$(BIN)/ai-suite up $(PHASE)
+	@flag=""; \
+	if [ "$(MONITORING)" = yes ] || { [ "$(MONITORING)" = auto ] && [ -x "$(PROMETHEUS_PATH)" ] \
+	    && [ -x "$(ALERTMANAGER_PATH)" ] && [ -x "$(NODE_EXPORTER_PATH)" ]; }; then flag=--monitoring; fi; \
+	echo "$(BIN)/ai-suite up $(PHASE) $$flag"; \
+	$(BIN)/ai-suite up $(PHASE) $$flag
 
 stop: ## Stop the native suite
 	@test -x $(BIN)/ai-suite && $(BIN)/ai-suite down || true
@@ -83,6 +93,7 @@ bench: models ## Run the benchmarks; results go to docs/bench/
 	$(BIN)/python -m tests.bench.rag
 	$(BIN)/python -m tests.bench.mcp
 	$(BIN)/python -m tests.bench.serving
+	$(BIN)/python -m tests.bench.monitoring
 
 llama-tools: $(STAMP) ## Build llama-server and llama-batched-bench from the locked llama-cpp-python sdist (cached)
 	$(BIN)/python -m tests.bench.llamacpp
@@ -124,8 +135,20 @@ up-p3: mcp-dirs ## Docker: phase 3 (+ MCP server on :8020) with the NVIDIA GPU
 up-p3-cpu: mcp-dirs ## Docker: phase 3 on the CPU
 	$(COMPOSE) $(P3_FILES) up -d --build
 
-down: ## Docker: stop every phase
-	$(COMPOSE) $(P3_FILES) down
+# the phase's files (PHASE=p1|p2|p3; GPU=1 adds the GPU overlays), for up-monitoring
+PHASE_FILES = $($(subst p,P,$(PHASE))_$(if $(GPU),GPU,FILES))
+
+monitoring-dirs:
+	@# made by us, so the monitoring containers (MONITORING_UID) can write them
+	@cd docker && for dir in monitoring prometheus alertmanager grafana loki promtail alerts logs; do \
+	    mkdir -p "$(DATA_DIR_HOST)/$$dir"; done
+
+up-monitoring: mcp-dirs monitoring-dirs $(STAMP) ## Docker: PHASE (default p3; GPU=1 for the GPU files) plus Prometheus, Alertmanager, Grafana (:3001), Loki, Promtail, cAdvisor
+	$(BIN)/ai-suite monitoring config $(PHASE) --env-file $(ENV_FILE)
+	$(COMPOSE) $(PHASE_FILES) -f docker/compose.monitoring.yml up -d --build
+
+down: ## Docker: stop every phase (and the monitoring overlay)
+	$(COMPOSE) $(P3_FILES) down --remove-orphans
 
 logs: ## Docker: follow the logs
 	$(COMPOSE) $(P3_FILES) logs -f --tail=100

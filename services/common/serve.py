@@ -18,7 +18,8 @@ SettingsT = TypeVar("SettingsT", bound=SuiteSettings)
 
 def serve(app_factory: Callable[[SettingsT], FastAPI], settings: SettingsT, port: int) -> None:
     """Start uvicorn on `settings.host:port`; refuses a non-loopback bind without a key."""
-    configure_logging(settings.log_level, settings.log_json, settings.log_file)
+    configure_logging(settings.log_level, settings.log_json, settings.log_file,
+                      max_bytes=settings.log_max_bytes, backups=settings.log_backups)
     settings.check_exposure()
     logging.getLogger("uvicorn.error").addFilter(RefusalAsOneLine())
     uvicorn.run(
@@ -26,6 +27,8 @@ def serve(app_factory: Callable[[SettingsT], FastAPI], settings: SettingsT, port
         host=settings.host,
         port=port,
         log_level=settings.log_level.lower(),
+        # uvicorn's own lines go through our handlers too, as JSON with the rest (no log config of its own)
+        log_config=None,
         access_log=False,
         timeout_graceful_shutdown=5,
     )

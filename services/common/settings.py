@@ -38,6 +38,16 @@ class SuiteSettings(BaseSettings):
         None, alias="LOG_FILE",
         description="Also write JSON log lines to this file (the compose files set it under /data/logs).",
     )
+    log_max_bytes: int = Field(
+        10 * 1024 * 1024, alias="LOG_MAX_BYTES", ge=1024,
+        description="A log file is rotated when it reaches this size (LOG_FILE in containers; natively the "
+        "supervisor rotates ${DATA_DIR}/logs/<service>.log).",
+    )
+    log_backups: int = Field(5, alias="LOG_BACKUPS", ge=0, description="Rotated log files kept (<name>.log.1 ...).")
+    metrics_enabled: bool = Field(
+        True, alias="METRICS_ENABLED",
+        description="Request metrics and /metrics; false drops both (only for measuring their cost).",
+    )
     trust_container_network: bool = Field(
         False,
         alias="TRUST_CONTAINER_NETWORK",

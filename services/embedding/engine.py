@@ -29,6 +29,8 @@ class Embedded:
 
     vectors: np.ndarray  # shape (len(texts), dim), C-contiguous
     tokens: int | None
+    batches: tuple[int, ...] = ()  # texts in each ONNX run, in the order they ran
+    token_total: int = 0  # tokens the model read, counted whether or not the caller asked for them
 
 
 def plan_batches(lengths: Sequence[int], batch_size: int, batch_tokens: int) -> list[list[int]]:
@@ -90,7 +92,9 @@ class EmbeddingEngine:
         """Embed every text in one call, in length-sorted batches within the token budget."""
         lengths = self.token_lengths(texts)
         vectors = np.empty((len(texts), self.dim), dtype=np.float32)
-        for batch in plan_batches(lengths, self.batch_size, self.batch_tokens):
+        batches = plan_batches(lengths, self.batch_size, self.batch_tokens)
+        for batch in batches:
             rows = self.model.embed([texts[i] for i in batch], batch_size=len(batch))
             vectors[batch] = np.stack(list(rows))
-        return Embedded(vectors, sum(lengths) if count_tokens else None)
+        total = sum(lengths)
+        return Embedded(vectors, total if count_tokens else None, tuple(len(b) for b in batches), total)

@@ -6,25 +6,36 @@ from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+# Texts per ONNX run: EMBEDDING_BATCH_SIZE (64) bounds it, and EMBEDDING_BATCH_TOKENS makes long texts run
+# in small groups, so the low buckets matter as much as the high ones.
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
+
 
 @dataclass(frozen=True)
 class EmbeddingMetrics:
     texts: Counter
+    tokens: Counter
     truncated: Counter
     batch_seconds: Histogram
+    batch_texts: Histogram
     queue_depth: Gauge
     rejected: Counter
 
     @classmethod
     def create(cls, registry: CollectorRegistry) -> EmbeddingMetrics:
         return cls(
-            texts=Counter("embedding_texts", "Texts embedded.", registry=registry),
+            texts=Counter("embedding_texts", "Texts embedded (rate: texts per second).", registry=registry),
+            tokens=Counter("embedding_tokens", "Tokens the model read, after truncation.", registry=registry),
             truncated=Counter(
                 "embedding_truncated_texts", "Texts cut to EMBEDDING_MAX_CHARS before embedding.", registry=registry
             ),
             batch_seconds=Histogram(
                 "embedding_batch_seconds", "Time one request's batch call held the model.", registry=registry,
                 buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+            ),
+            batch_texts=Histogram(
+                "embedding_batch_texts", "Texts per ONNX run (a request's texts are split by length and "
+                "EMBEDDING_BATCH_TOKENS).", registry=registry, buckets=BATCH_BUCKETS,
             ),
             queue_depth=Gauge(
                 "embedding_queue_depth", "Requests running or waiting for the model.", registry=registry
@@ -33,3 +44,10 @@ class EmbeddingMetrics:
                 "embedding_rejected_requests", "Requests refused because the queue was full.", registry=registry
             ),
         )
+
+    def embedded(self, texts: int, tokens: int, batches: tuple[int, ...]) -> None:
+        """Count one finished batch call."""
+        self.texts.inc(texts)
+        self.tokens.inc(tokens)
+        for size in batches:
+            self.batch_texts.observe(size)

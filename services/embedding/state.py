@@ -59,7 +59,7 @@ class EmbeddingState:
         finally:
             self.pending -= 1
             self.metrics.queue_depth.set(self.pending)
-        self.metrics.texts.inc(len(texts))
+        self.metrics.embedded(len(texts), result.token_total, result.batches)
         return result
 
 

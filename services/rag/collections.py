@@ -2,6 +2,7 @@
 
 Every write runs under one lock, in one order (vectors first, postgres, then BM25), and the
 `rag_bm25_chunks` gauge follows every change, so a delete, an index run and a start-up cannot disagree.
+The per-collection gauges (documents, chunks) are read back from postgres after each change.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from services.common.errors import NotFound
+from services.common.errors import NotFound, SuiteError
 from services.rag.bm25 import BM25Index
 from services.rag.clients.postgres import ChunkRow, DocumentRow, PostgresStore
 from services.rag.clients.qdrant import Point, VectorStore
@@ -50,6 +51,7 @@ class Collections:
         self.write_lock = asyncio.Lock()
         self._loaded = False
         self._load_lock = asyncio.Lock()
+        self._published: set[str] = set()
 
     @property
     def loaded(self) -> bool:
@@ -71,6 +73,24 @@ class Collections:
             self._count()
             self._loaded = True
             log.info("BM25 loaded: %d chunks in %d collections", len(rows), len(indexes))
+        await self.publish_sizes()
+
+    async def publish_sizes(self) -> None:
+        """Set the documents and chunks gauges of every collection from postgres; drop vanished ones."""
+        try:
+            rows = await self.pg.list_collections()
+        except SuiteError as exc:
+            # the write itself succeeded; the gauges catch up with the next one
+            log.warning("collection sizes not updated: %s", exc.message)
+            return
+        names = {row["name"] for row in rows}
+        for name in self._published - names:
+            self.metrics.collection_documents.remove(name)
+            self.metrics.collection_chunks.remove(name)
+        for row in rows:
+            self.metrics.collection_documents.labels(row["name"]).set(row["documents"])
+            self.metrics.collection_chunks.labels(row["name"]).set(row["chunks"])
+        self._published = names
 
     def chunk_count(self) -> int:
         return sum(len(index) for index in self.bm25.values())
@@ -97,6 +117,7 @@ class Collections:
         self.metrics.chunks_written.inc(len(change.rows))
         self.metrics.chunks_removed.inc(len(change.removed))
         self._count()
+        await self.publish_sizes()
 
     async def delete_document(self, collection: str, document_id: str) -> int:
         """Remove a document's vectors, rows and terms; returns how many chunks went."""
@@ -113,6 +134,7 @@ class Collections:
             self._drop_terms(self.bm25[collection], removed)
         self.metrics.chunks_removed.inc(len(removed))
         self._count()
+        await self.publish_sizes()
         return len(removed)
 
     async def delete_collection(self, collection: str) -> None:
@@ -121,6 +143,7 @@ class Collections:
         await self.pg.delete_collection(collection)
         self.bm25.pop(collection, None)
         self._count()
+        await self.publish_sizes()
         if self.uploads is not None:
             # the copies of what was uploaded to this collection go with it
             shutil.rmtree(self.uploads / collection, ignore_errors=True)

@@ -47,11 +47,15 @@ TEXT_ENCODINGS = ("utf-8", "cp949")  # cp949 is a superset of euc-kr, the usual 
 
 
 class UnreadableFile(Exception):
-    """A file whose text cannot be extracted; `reason` says why, in words a user can act on."""
+    """A file whose text cannot be extracted; `reason` says why, in words a user can act on.
 
-    def __init__(self, reason: str) -> None:
+    `code` is the short name rag_indexing_failures_total counts it under.
+    """
+
+    def __init__(self, reason: str, code: str = "unreadable") -> None:
         super().__init__(reason)
         self.reason = reason
+        self.code = code
 
 
 def extract_text(path: Path, max_bytes: int = DEFAULT_MAX_BYTES) -> str:
@@ -74,7 +78,7 @@ def extract_bytes(filename: str, data: bytes, max_bytes: int = DEFAULT_MAX_BYTES
     """Text of a file given its name (for the format) and its content, or UnreadableFile."""
     _check_size(len(data), max_bytes)
     if not data.strip():
-        raise UnreadableFile("file is empty")
+        raise UnreadableFile("file is empty", code="empty_file")
     suffix = _suffix(filename)
     if suffix in RICH_FORMATS:
         text = _convert_rich(suffix, data)
@@ -87,7 +91,7 @@ def extract_bytes(filename: str, data: bytes, max_bytes: int = DEFAULT_MAX_BYTES
         text = decode_text(data)
     text = text.replace("\r\n", "\n").replace("\r", "\n").strip()
     if not text:
-        raise UnreadableFile("no text could be extracted (scanned or image-only document?)")
+        raise UnreadableFile("no text could be extracted (scanned or image-only document?)", code="no_text")
     return text
 
 

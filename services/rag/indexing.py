@@ -18,7 +18,7 @@ from services.rag.clients.postgres import ChunkRow, DocumentRow
 from services.rag.clients.qdrant import Point
 from services.rag.collections import UPLOADS, DocumentChange
 from services.rag.extract import UnreadableFile, extract_bytes
-from services.rag.paths import relative_name, resolve_inside, walk_files
+from services.rag.paths import OUTSIDE_ROOT, relative_name, resolve_inside, walk_files
 from services.rag.state import RagState
 
 log = logging.getLogger(__name__)
@@ -84,7 +84,7 @@ class Indexer:
 
         async def one(path: Path, reason: str | None) -> None:
             if reason is not None:
-                self._skip(path, reason)
+                self._skip(path, reason, "outside_documents" if reason == OUTSIDE_ROOT else "not_a_file")
                 return
             async with slots:
                 await self.index_file(path)
@@ -101,6 +101,7 @@ class Indexer:
             name = f"{UPLOADS}/{self.collection}/{filename}"
             if not data:
                 self.report.skipped.append({"path": name, "reason": "empty file (0 bytes)"})
+                self.state.metrics.indexing_failures.labels("empty_file").inc()
                 continue
             done = len(self.report.documents)
             await self.index_bytes(name, data)
@@ -116,16 +117,16 @@ class Indexer:
             raise BadRequest(f"no file could be indexed: {reasons}", code="no_readable_files")
         return self.report
 
-    def _skip(self, path: Path, reason: str) -> None:
+    def _skip(self, path: Path, reason: str, code: str) -> None:
         self.report.skipped.append({"path": relative_name(self.root, path), "reason": reason})
-        self.state.metrics.files_skipped.inc()
+        self.state.metrics.indexing_failures.labels(code).inc()
 
     async def index_file(self, path: Path) -> None:
         name = relative_name(self.root, path)
         try:
             data = await asyncio.to_thread(path.read_bytes)
         except OSError as exc:
-            self._skip(path, f"cannot read: {exc.strerror or exc}")
+            self._skip(path, f"cannot read: {exc.strerror or exc}", "cannot_read")
             return
         await self.index_bytes(name, data)
 
@@ -143,11 +144,12 @@ class Indexer:
             text = await asyncio.to_thread(extract_bytes, os.path.basename(name), data)
         except UnreadableFile as exc:
             self.report.skipped.append({"path": name, "reason": str(exc)})
-            state.metrics.files_skipped.inc()
+            state.metrics.indexing_failures.labels(exc.code).inc()
             return
         chunks = await asyncio.to_thread(chunker.chunk, text, analyzer)
         if not chunks:
             self.report.skipped.append({"path": name, "reason": "no text to index"})
+            state.metrics.indexing_failures.labels("no_text").inc()
             return
         ids = chunk_ids(doc_id, [chunk.content_hash for chunk in chunks])
         old = await state.pg.chunk_keys(doc_id)

@@ -28,6 +28,10 @@ def resolve_inside(root: Path, given: str) -> Path:
     return Path(real)
 
 
+OUTSIDE_ROOT = "symlink points outside DOCUMENTS_DIR"
+NOT_A_FILE = "not a regular file"
+
+
 def walk_files(root: Path, start: Path) -> Iterator[tuple[Path, str | None]]:
     """Files under `start` (or `start` itself), each with a reason when it must be skipped."""
     real_root = os.path.realpath(root)
@@ -43,9 +47,9 @@ def walk_files(root: Path, start: Path) -> Iterator[tuple[Path, str | None]]:
             path = os.path.join(folder, name)
             real = os.path.realpath(path)
             if not is_inside(real, real_root):
-                yield Path(path), "symlink points outside DOCUMENTS_DIR"
+                yield Path(path), OUTSIDE_ROOT
             elif not os.path.isfile(real):
-                yield Path(path), "not a regular file"
+                yield Path(path), NOT_A_FILE
             else:
                 yield Path(real), None
 

@@ -38,6 +38,7 @@ class Timings:
     embed_ms: float = 0.0
     vector_ms: float = 0.0
     bm25_ms: float = 0.0
+    fusion_ms: float = 0.0
     postgres_ms: float = 0.0
     total_ms: float = 0.0
 
@@ -49,8 +50,8 @@ def _ms(since: float) -> float:
     return (time.perf_counter() - since) * 1000
 
 
-async def retrieve(state: RagState, collection: str, query: str, top_k: int, hybrid: bool
-                   ) -> tuple[list[Hit], Timings]:
+async def retrieve(state: RagState, collection: str, query: str, top_k: int, hybrid: bool,
+                   endpoint: str = "search") -> tuple[list[Hit], Timings]:
     """The `top_k` best chunks for `query`; 404 when the collection does not exist."""
     started = time.perf_counter()
     timings = Timings()
@@ -63,13 +64,16 @@ async def retrieve(state: RagState, collection: str, query: str, top_k: int, hyb
     timings.vector_ms = _ms(t)
     scores = {chunk_id: score for chunk_id, score in dense}
     ranked: list[tuple[UUID, float]] = dense
+    sparse: list[tuple[str, float]] = []
     if hybrid:
         t = time.perf_counter()
         index = state.bm25.get(collection)
         sparse = index.search(state.text_tools()[0].bm25_terms(query), candidates) if index is not None else []
+        timings.bm25_ms = _ms(t)
+        t = time.perf_counter()
         fused = reciprocal_rank_fusion([[str(chunk_id) for chunk_id, _ in dense], [cid for cid, _ in sparse]])
         ranked = [(UUID(cid), score) for cid, score in fused]
-        timings.bm25_ms = _ms(t)
+        timings.fusion_ms = _ms(t)
     wanted = ranked[:top_k + SPARE]
     t = time.perf_counter()
     rows = await state.pg.fetch_chunks([chunk_id for chunk_id, _ in wanted])
@@ -86,6 +90,20 @@ async def retrieve(state: RagState, collection: str, query: str, top_k: int, hyb
         if (row := rows.get(chunk_id)) is not None
     ][:top_k]
     timings.total_ms = _ms(started)
-    for stage in ("embed", "vector", "bm25", "postgres"):
-        state.metrics.retrieval_seconds.labels(stage).observe(getattr(timings, f"{stage}_ms") / 1000)
+    best = max((score for _, score in dense), default=None)
+    _observe(state, timings, hybrid, best)
+    # hits always come back while the collection has chunks, so "empty" means none of them matched at all
+    matched = bool(hits) and (bool(sparse) or (best is not None and best >= state.settings.rag_empty_score))
+    state.metrics.retrieved(endpoint, matched)
     return hits, timings
+
+
+def _observe(state: RagState, timings: Timings, hybrid: bool, best: float | None) -> None:
+    stages = {"embed": timings.embed_ms, "dense": timings.vector_ms, "postgres": timings.postgres_ms,
+              "total": timings.total_ms}
+    if hybrid:  # a dense-only search has no BM25 or fusion stage; zeros would drag their percentiles down
+        stages |= {"bm25": timings.bm25_ms, "fusion": timings.fusion_ms}
+    for stage, ms in stages.items():
+        state.metrics.retrieval_seconds.labels(stage).observe(ms / 1000)
+    if best is not None:
+        state.metrics.top_score.observe(best)

@@ -69,6 +69,11 @@ class RagSettings(SuiteSettings):
     )
     rag_top_k: int = Field(5, alias="RAG_TOP_K", ge=1, le=100, description="Sources retrieved per question.")
     rag_hybrid: bool = Field(True, alias="RAG_HYBRID", description="Fuse BM25 with dense search by default.")
+    rag_empty_score: float = Field(
+        0.2, alias="RAG_EMPTY_SCORE", ge=0, le=1,
+        description="A retrieval counts as empty (rag_empty_retrievals_total) when no chunk shares a BM25 term "
+        "with the question and no dense match reaches this cosine similarity (unrelated text scores below 0.1).",
+    )
     rag_max_query_chars: int = Field(
         4000, alias="RAG_MAX_QUERY_CHARS", ge=1, description="Longest question accepted; longer gets 413."
     )

@@ -7,18 +7,17 @@ import json
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
 
 from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
 
-from services.stack.compose import ComposeError
+from services.stack import cli_views
+from services.stack.compose import ComposeError, load_project
 from services.stack.interpolate import InterpolationError
-from services.stack.procs import tail
-from services.stack.runner import PHASES, ROOT, Stack, StackError, load_variables
+from services.stack.procs import State
+from services.stack.runner import MONITORING_FILE, PHASES, ROOT, Stack, StackError, load_variables
 
 EXAMPLES = """\
 examples:
@@ -27,6 +26,9 @@ examples:
   ai-suite status                  table of services: state, pid, port, health, restarts, last exit
   ai-suite stop api-gateway        stop one service; the supervisor leaves it stopped until the next `up`
   ai-suite logs api-gateway -f     follow a service's log (${DATA_DIR}/logs/<service>.log)
+  ai-suite logs rag --grep ID      the lines of rag's log (rotated files too) that hold a request id
+  ai-suite up p3 --monitoring      also Prometheus (:9090), Alertmanager (:9093), node-exporter and the alert
+                                   receiver; `status` then shows the active alerts (docs/monitoring.md)
   ai-suite down                    stop everything the runner started (SIGTERM, then SIGKILL)
 
 `up` leaves a supervisor running: a service that exits, crashes or stops answering its health check is
@@ -65,6 +67,8 @@ def _parser() -> argparse.ArgumentParser:
                         help="start a phase's services in dependency order, gated on health, and supervise them")
     up.add_argument("phase", choices=PHASES, help=phase_help)
     up.add_argument("--gpu", action="store_true", help="apply docker/compose.<phase>.gpu.yml (GPU layers)")
+    up.add_argument("--monitoring", action="store_true",
+                    help="apply docker/compose.monitoring.yml: Prometheus, Alertmanager, node-exporter, alerts")
 
     down = sub.add_parser("down", parents=[common], help="stop services (a phase's, or all that the runner started)")
     down.add_argument("phase", nargs="?", choices=PHASES, help="only this phase's services (default: all)")
@@ -93,6 +97,16 @@ def _parser() -> argparse.ArgumentParser:
     logs.add_argument("service")
     logs.add_argument("-n", "--lines", type=int, default=50, help="how many lines to show (default 50)")
     logs.add_argument("-f", "--follow", action="store_true", help="keep printing new lines (Ctrl-C stops)")
+    logs.add_argument("--grep", metavar="TEXT", help="only lines holding TEXT (a request id, say), rotated files too")
+
+    monitoring = sub.add_parser("monitoring", parents=[common], help="monitoring configuration")
+    monitoring_sub = monitoring.add_subparsers(dest="monitoring_command", required=True, metavar="ACTION")
+    config = monitoring_sub.add_parser(
+        "config", parents=[common],
+        help="write prometheus.yml and alertmanager.yml under DATA_DIR/monitoring from the compose files")
+    config.add_argument("phase", nargs="?", choices=PHASES, help="default: the latest phase")
+    config.add_argument("--native", action="store_true",
+                        help="targets on 127.0.0.1 as `ai-suite up --monitoring` runs them (default: for Docker)")
 
     models = sub.add_parser("models", parents=[common], help="manage model files")
     models_sub = models.add_subparsers(dest="models_command", required=True, metavar="ACTION")
@@ -115,8 +129,17 @@ def _latest_phase(root: Path) -> str:
     return existing[-1] if existing else "p1"
 
 
-def _stack(args: argparse.Namespace, phase: str | None = None, gpu: bool = False) -> Stack:
-    return Stack(phase or _latest_phase(args.root), root=args.root, env_file=args.env_file, gpu=gpu)
+def _stack(args: argparse.Namespace, phase: str | None = None, gpu: bool = False,
+           monitoring: bool | None = None) -> Stack:
+    """The stack to act on; `monitoring` None includes the monitoring overlay when its services were started."""
+    stack = Stack(phase or _latest_phase(args.root), root=args.root, env_file=args.env_file, gpu=gpu,
+                  monitoring=bool(monitoring))
+    if monitoring is None and (args.root / "docker" / MONITORING_FILE).is_file():
+        recorded = State.load(stack.state_path).services
+        if recorded.keys() & set(load_project([args.root / "docker" / MONITORING_FILE]).services):
+            return Stack(phase or _latest_phase(args.root), root=args.root, env_file=args.env_file, gpu=gpu,
+                         monitoring=True)
+    return stack
 
 
 def _printer(console: Console):  # type: ignore[no-untyped-def]
@@ -134,12 +157,14 @@ def _print_urls(console: Console, stack: Stack) -> None:
 
 
 def cmd_up(args: argparse.Namespace, console: Console) -> int:
-    stack = _stack(args, args.phase, args.gpu)
+    # without --monitoring, monitoring that already runs is kept (and supervised) rather than orphaned
+    stack = _stack(args, args.phase, args.gpu, True if args.monitoring else None)
     # a new supervisor adopts what runs; two would restart the same service twice
     stack.stop_supervisor()
     argv = [sys.executable, "-m", "services.stack.supervisor", args.phase, "--root", str(args.root)]
     argv += ["--env-file", str(args.env_file)] if args.env_file else []
     argv += ["--gpu"] if args.gpu else []
+    argv += ["--monitoring"] if stack.monitored else []
     daemon = subprocess.Popen(argv, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, start_new_session=True,
                               text=True)
     try:
@@ -194,22 +219,7 @@ def cmd_stop(args: argparse.Namespace, console: Console) -> int:
 
 
 def cmd_status(args: argparse.Namespace, console: Console) -> int:
-    stack = _stack(args, args.phase)
-    table = Table(title=f"ai-suite ({stack.data_dir})")
-    for column in ("service", "state", "pid", "port", "health", "restarts", "last exit"):
-        table.add_column(column)
-    colours = {"running": "green", "starting": "yellow", "restarting": "yellow", "exited": "red",
-               "crash-loop": "red", "stopped": "dim"}
-    for row in stack.status():
-        health_colour = "green" if row.health == "healthy" else "yellow"
-        table.add_row(row.name, f"[{colours.get(row.state, 'white')}]{row.state}[/]",
-                      str(row.pid or "-"), ", ".join(map(str, row.ports)) or "-",
-                      f"[{health_colour}]{row.health}[/]", str(row.restarts), escape(row.last_exit or "-"))
-    console.print(table)
-    supervisor = stack.supervisor()
-    console.print(f"supervisor: pid {supervisor.pid}" if supervisor else
-                  "supervisor: none (services that fail stay down until `ai-suite up`)")
-    return EXIT_OK
+    return cli_views.cmd_status(_stack(args, args.phase), console)
 
 
 def cmd_backup(args: argparse.Namespace, console: Console) -> int:
@@ -235,30 +245,11 @@ def cmd_urls(args: argparse.Namespace, console: Console) -> int:
 
 
 def cmd_logs(args: argparse.Namespace, console: Console) -> int:
-    stack = _stack(args)
-    path = stack.data_dir / "logs" / f"{args.service}.log"
-    if not path.exists():
-        known = ", ".join(stack.order)
-        console.print(f"[red]error:[/] no log at {escape(str(path))} (services: {escape(known)})")
-        return EXIT_FAILED
-    sys.stdout.write(tail(path, args.lines) + "\n")
-    if args.follow:
-        _follow(path)
-    return EXIT_OK
+    return cli_views.cmd_logs(_stack(args), args, console)
 
 
-def _follow(path: Path) -> None:
-    with path.open("rb") as handle:
-        handle.seek(0, os.SEEK_END)
-        while True:
-            chunk = handle.read()
-            if chunk:
-                sys.stdout.write(chunk.decode("utf-8", errors="replace"))
-                sys.stdout.flush()
-            elif handle.tell() > path.stat().st_size:
-                handle.seek(0)  # the log was truncated
-            else:
-                time.sleep(0.5)
+def cmd_monitoring(args: argparse.Namespace, console: Console) -> int:
+    return cli_views.cmd_monitoring_config(_stack(args, args.phase, monitoring=True), args.native, console)
 
 
 def _host_dir(args: argparse.Namespace, variable: str, default: str) -> Path:
@@ -295,13 +286,15 @@ def mcp_environment(args: argparse.Namespace) -> dict[str, str]:
 
 
 COMMANDS = {"up": cmd_up, "down": cmd_down, "stop": cmd_stop, "status": cmd_status, "backup": cmd_backup,
-            "restore": cmd_restore, "urls": cmd_urls, "logs": cmd_logs,
-            "models": cmd_models}
+            "restore": cmd_restore, "urls": cmd_urls, "logs": cmd_logs, "models": cmd_models,
+            "monitoring": cmd_monitoring}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    console = Console(stderr=False, highlight=False)
+    # piped output (`ai-suite status | less`) gets room for the status table instead of rich's 80 columns
+    wide = None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 160
+    console = Console(stderr=False, highlight=False, width=wide)
     try:
         if args.command not in COMMANDS:
             from services.mcp_server import admin_cli

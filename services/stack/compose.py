@@ -151,7 +151,16 @@ def compose_variables(path: Path | str, *overlays: Path | str) -> set[str]:
     return referenced_variables(load_project([path, *overlays]).doc)
 
 
-def resolve(project: Project, variables: Mapping[str, str]) -> dict[str, Any]:
-    """The project document with every variable expanded."""
-    result: dict[str, Any] = interpolate(project.doc, variables)
+def resolve(project: Project, variables: Mapping[str, str], native: bool = False) -> dict[str, Any]:
+    """The project document with every variable expanded.
+
+    `native` leaves out what services that do not run natively (`x-native.disabled`) say, so a variable that
+    only such a service requires (`${GRAFANA_ADMIN_PASSWORD:?...}`) does not stop the native runner.
+    """
+    doc = project.doc
+    if native:
+        services = {name: ({NATIVE_KEY: service[NATIVE_KEY]} if (service.get(NATIVE_KEY) or {}).get("disabled")
+                           else service) for name, service in (doc.get("services") or {}).items()}
+        doc = {**doc, "services": services}
+    result: dict[str, Any] = interpolate(doc, variables)
     return result

@@ -35,6 +35,7 @@ class RunningService:
     restarts: int = 0
     last_exit: str = ""
     phase: str = "running"  # running | restarting | exited | crash-loop
+    since_boot: float | None = None  # see started_since_boot; None in state files written before it
 
 
 @dataclass
@@ -43,6 +44,7 @@ class Supervised:
 
     pid: int
     create_time: float
+    since_boot: float | None = None
 
 
 @dataclass
@@ -92,11 +94,24 @@ def locked(path: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+def started_since_boot(proc: psutil.Process) -> float:
+    """Seconds from boot to the process's start.
+
+    psutil's create_time() adds the boot time as the clock gives it now, and a clock step (NTP, a resumed
+    VM) moves that by whole seconds; then every recorded process would look gone. This difference stays put.
+    """
+    return float(proc.create_time()) - psutil.boot_time()
+
+
 def process_of(entry: RunningService | Supervised) -> psutil.Process | None:
     """The live process for a state entry, or None (gone, zombie, or the pid was reused)."""
     try:
         proc = psutil.Process(entry.pid)
-        if abs(proc.create_time() - entry.create_time) > 0.05 or proc.status() == psutil.STATUS_ZOMBIE:
+        if entry.since_boot is not None:
+            same = abs(started_since_boot(proc) - entry.since_boot) <= 0.05
+        else:  # recorded before since_boot was
+            same = abs(proc.create_time() - entry.create_time) <= 0.05
+        if not same or proc.status() == psutil.STATUS_ZOMBIE:
             return None
         return proc
     except psutil.Error:

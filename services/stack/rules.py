@@ -13,9 +13,22 @@ PORT_VAR = re.compile(r"\$\{[A-Za-z_][A-Za-z0-9_]*(?::?-[0-9]*)?\}")
 # A host path that starts at ${MODELS_DIR...} or ${DATA_DIR...}.
 HOST_ROOT = re.compile(r"^\$\{(?P<var>MODELS_DIR|DATA_DIR)(?::?-[^}]*)?\}(?:/.*)?$")
 LOOPBACK = "127.0.0.1"
-# The one mount outside those roots: the MCP server's view of the host filesystem (docs/mcp.md); its path
-# guard confines every tool to MCP_ALLOWED_ROOTS. No other service may mount the host.
-HOST_FS_MOUNT = ("mcp-server", "/", "/mnt/host")
+# The mounts outside those roots, each named with its reason; no other service may mount the host.
+# (service, host path, container path) -> whether it must be read-only.
+HOST_MOUNTS = {
+    # the MCP server's view of the host filesystem (docs/mcp.md); its path guard confines every tool to
+    # MCP_ALLOWED_ROOTS
+    ("mcp-server", "/", "/mnt/host"): False,
+    # node-exporter measures the host's file systems, cAdvisor the containers (docs/monitoring.md)
+    ("node-exporter", "/", "/host"): True,
+    ("cadvisor", "/", "/rootfs"): True,
+    ("cadvisor", "/var/run", "/var/run"): True,
+    ("cadvisor", "/sys", "/sys"): True,
+    ("cadvisor", "/var/lib/docker", "/var/lib/docker"): True,
+    ("cadvisor", "/dev/disk", "/dev/disk"): True,
+}
+# Configuration kept in the repository beside the compose files (docker/monitoring/...), mounted read-only.
+REPO_CONFIG = re.compile(r"^\./monitoring/[\w./-]+$")
 
 
 def validate_schema(doc: Mapping[str, Any]) -> None:
@@ -59,8 +72,11 @@ def _volume_problems(name: str, entry: Any) -> list[str]:
         source = parts[0] if len(parts) > 1 else ""
         target = parts[1] if len(parts) > 1 else parts[0]
         read_only = len(parts) > 2 and "ro" in parts[2].split(",")
-    if (name, source, str(target).rstrip("/")) == HOST_FS_MOUNT:
-        return []
+    host_mount = HOST_MOUNTS.get((name, source.rstrip("/") or "/", str(target).rstrip("/")))
+    if host_mount is not None:
+        return [f"{name}: host mount {entry!r} must be read-only (:ro)"] if host_mount and not read_only else []
+    if REPO_CONFIG.match(source):
+        return [] if read_only else [f"{name}: configuration mount {entry!r} must be read-only (:ro)"]
     match = HOST_ROOT.match(source)
     if not match:
         return [f"{name}: volume {entry!r} must lie under ${{MODELS_DIR}} or ${{DATA_DIR}}"]

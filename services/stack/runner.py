@@ -15,6 +15,7 @@ import psutil
 from services.common.probe import probe
 from services.stack.compose import NATIVE_KEY, Project, load_project, resolve
 from services.stack.interpolate import interpolate, parse_env_file
+from services.stack.monitoring import PROMETHEUS, config_files, write_config_files
 from services.stack.native import NativeService, native_services, start_order
 from services.stack.procs import (
     RunningService,
@@ -24,6 +25,7 @@ from services.stack.procs import (
     port_is_free,
     port_owner,
     process_of,
+    started_since_boot,
     stop_group,
     stop_process,
     tail,
@@ -31,6 +33,7 @@ from services.stack.procs import (
 
 ROOT = Path(__file__).resolve().parents[2]
 PHASES = ("p1", "p2", "p3")
+MONITORING_FILE = "compose.monitoring.yml"
 POLL_SECONDS = 0.2
 STOP_TIMEOUT = 15.0
 log = logging.getLogger(__name__)
@@ -63,8 +66,9 @@ class ServiceStatus:
     last_exit: str = ""
 
 
-def compose_files(phase: str, root: Path = ROOT, gpu: bool = False) -> list[Path]:
-    """The files of a phase in `-f` order: each phase up to this one, each followed by its GPU overlay if asked.
+def compose_files(phase: str, root: Path = ROOT, gpu: bool = False, monitoring: bool = False) -> list[Path]:
+    """The files of a phase in `-f` order: each phase up to this one, each followed by its GPU overlay if asked,
+    then the monitoring overlay if asked.
 
     A later phase is an overlay on the earlier ones (docs/adr/0003-phase-composition.md).
     """
@@ -77,6 +81,8 @@ def compose_files(phase: str, root: Path = ROOT, gpu: bool = False) -> list[Path
         # a phase that adds nothing GPU-bound has no overlay; p1's is always required with --gpu
         if gpu and (overlay.is_file() or step == PHASES[0]):
             files.append(overlay)
+    if monitoring:
+        files.append(root / "docker" / MONITORING_FILE)
     return files
 
 
@@ -90,9 +96,9 @@ class Stack:
     """One compose project run natively; `up()`, `down()` and `status()` are safe to call repeatedly."""
 
     def __init__(self, phase: str, env: Mapping[str, str] | None = None, root: Path | None = None, *,
-                 env_file: Path | None = None, gpu: bool = False) -> None:
+                 env_file: Path | None = None, gpu: bool = False, monitoring: bool = False) -> None:
         root = (root or ROOT).resolve()
-        self._setup(compose_files(phase, root, gpu), env, root, env_file)
+        self._setup(compose_files(phase, root, gpu, monitoring), env, root, env_file)
 
     @classmethod
     def from_file(cls, path: Path | Sequence[Path], env: Mapping[str, str] | None = None,
@@ -109,7 +115,7 @@ class Stack:
         self.root = root
         self.project: Project = load_project(files)
         self.variables = load_variables(env, env_file if env_file is not None else root / ".env")
-        self.doc = resolve(self.project, self.variables)
+        self.doc = resolve(self.project, self.variables, native=True)
         native = self.doc.get(NATIVE_KEY) or {}
         data_dir = native.get("data_dir") or self.variables.get("DATA_DIR") or "data"
         base = self.project.base_dir if native.get("data_dir") else root
@@ -121,6 +127,18 @@ class Stack:
         self._children: dict[str, subprocess.Popen[bytes]] = {}
 
     # -- queries ---------------------------------------------------------------------------------
+
+    @property
+    def monitored(self) -> bool:
+        """True when this stack runs Prometheus (the monitoring overlay is among its files)."""
+        return PROMETHEUS in self.services
+
+    def write_monitoring_config(self) -> list[Path]:
+        """Prometheus' and Alertmanager's configs, from this topology, where their services mount them."""
+        api_key = self.variables.get("API_KEY") or None
+        files = config_files(self.doc, self.project.service_dirs, self.project.base_dir, native=True,
+                             api_key=api_key)
+        return write_config_files(files, private=api_key is not None)
 
     def urls(self) -> dict[str, str]:
         """Named URLs (x-native.urls) followed by each service's base URL."""
@@ -182,6 +200,8 @@ class Stack:
         """Start every service that is not running, dependencies first; returns the names started."""
         notify = on_event or (lambda name, event: log.info("%s: %s", name, event))
         with locked(self.state_path.with_suffix(".lock")):
+            if self.monitored:
+                self.write_monitoring_config()
             state = State.load(self.state_path)
             running = {n for n in self.order if n in state.services and process_of(state.services[n])}
             for name in [n for n in state.services if n in self.services and n not in running]:
@@ -255,8 +275,9 @@ class Stack:
         self._children[spec.name] = proc
         # a restart keeps its place in the start order, so `down` still stops dependents first
         seq = previous.seq if previous is not None else state.next_seq()
-        entry = RunningService(spec.name, proc.pid, _create_time(proc.pid), [p.port for p in spec.ports],
-                               str(spec.log_path), spec.argv, spec.health_url, time.time(), seq)
+        created, since_boot = _identity(proc.pid)
+        entry = RunningService(spec.name, proc.pid, created, [p.port for p in spec.ports],
+                               str(spec.log_path), spec.argv, spec.health_url, time.time(), seq, since_boot=since_boot)
         state.services[spec.name] = entry
         state.save()
         return offset
@@ -322,8 +343,10 @@ class Stack:
         return stopped
 
 
-def _create_time(pid: int) -> float:
+def _identity(pid: int) -> tuple[float, float | None]:
+    """create_time and started_since_boot of a process, which `process_of` later checks."""
     try:
-        return float(psutil.Process(pid).create_time())
+        proc = psutil.Process(pid)
+        return float(proc.create_time()), started_since_boot(proc)
     except psutil.Error:
-        return 0.0  # it already exited; `_alive` will notice through the Popen handle
+        return 0.0, None  # it already exited; `_alive` will notice through the Popen handle

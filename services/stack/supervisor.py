@@ -26,14 +26,16 @@ from typing import Any
 
 import psutil
 
+from services.stack.logrotate import DEFAULT_BACKUPS, DEFAULT_MAX_BYTES, rotate_logs
 from services.stack.native import RESTART_ON_FAILURE, NativeService
-from services.stack.procs import RunningService, State, Supervised, locked, stop_group
+from services.stack.procs import RunningService, State, Supervised, locked, started_since_boot, stop_group
 from services.stack.runner import NATIVE_KEY, ServiceFailed, Stack, StackError
 
 log = logging.getLogger(__name__)
 
 POLL_SECONDS = 0.5
 PROBE_TIMEOUT = 2.0
+ROTATE_EVERY_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -97,10 +99,26 @@ class Supervisor:
         self.notify = notify or (lambda name, event: log.info("%s: %s", name, event))
         self.clock = clock
         self._watches: dict[str, _Watch] = {}
+        variables = stack.variables
+        self.log_max_bytes = int(variables.get("LOG_MAX_BYTES") or DEFAULT_MAX_BYTES)
+        self.log_backups = int(variables.get("LOG_BACKUPS") or DEFAULT_BACKUPS)
+        self._next_rotation = 0.0
 
     def run(self, stop: threading.Event) -> None:
         while not stop.wait(POLL_SECONDS):
             self.tick()
+            self.rotate()
+
+    def rotate(self) -> None:
+        """Every few seconds, rotate the service logs (and the supervisor's) that reached LOG_MAX_BYTES."""
+        now = self.clock()
+        if now < self._next_rotation:
+            return
+        self._next_rotation = now + ROTATE_EVERY_S
+        paths = [spec.log_path for spec in self.stack.services.values()]
+        paths.append(self.stack.data_dir / "logs" / "supervisor.log")
+        for path in rotate_logs(paths, self.log_max_bytes, self.log_backups):
+            log.info("rotated %s", path)
 
     def tick(self) -> None:
         with locked(self.stack.state_path.with_suffix(".lock")):
@@ -236,7 +254,8 @@ def daemon(stack: Stack, phase: str) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    stack.record_supervisor(Supervised(os.getpid(), psutil.Process().create_time()))
+    me = psutil.Process()
+    stack.record_supervisor(Supervised(me.pid, me.create_time(), started_since_boot(me)))
     try:
         stack.up(on_event=lambda name, event: _emit(report, service=name, event=event))
     except ServiceFailed as exc:
@@ -259,8 +278,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--root", type=Path, required=True)
     parser.add_argument("--env-file", type=Path)
     parser.add_argument("--gpu", action="store_true")
+    parser.add_argument("--monitoring", action="store_true")
     args = parser.parse_args(argv)
-    stack = Stack(args.phase, root=args.root, env_file=args.env_file, gpu=args.gpu)
+    stack = Stack(args.phase, root=args.root, env_file=args.env_file, gpu=args.gpu, monitoring=args.monitoring)
     return daemon(stack, args.phase)
 
 

@@ -31,6 +31,8 @@ def p1_stack(models_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iter
         "LLM_REQUEST_TIMEOUT": "20",
         "GATEWAY_COOLDOWN_SECONDS": "2",
         "LOG_JSON": "false",
+        # The conversation tests outgrow a small context on purpose: 1,024 tokens per slot.
+        "N_CTX": "1024",
     }
     stack = Stack("p1", env=env)
     stack.up()

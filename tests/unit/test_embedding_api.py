@@ -17,7 +17,7 @@ from asgi_lifespan import LifespanManager
 
 from services.common.models import ModelMissing
 from services.embedding.app import create_app
-from services.embedding.engine import EmbeddingEngine
+from services.embedding.engine import EmbeddingEngine, plan_batches
 from services.embedding.settings import EmbeddingSettings
 from tests.support.asgi import in_process, wait_ready
 from tests.support.metrics import metric
@@ -205,6 +205,21 @@ async def test_metrics_count_texts_and_time_batches(client: httpx.AsyncClient) -
     assert metric(text, "embedding_texts_total") == 4
     assert metric(text, "embedding_batch_seconds_count") == 2
     assert metric(text, "embedding_batch_seconds_sum") > 0
+
+
+async def test_metrics_show_onnx_batch_sizes_and_tokens(client: httpx.AsyncClient, engine: EmbeddingEngine) -> None:
+    # the long texts cannot all share one run within EMBEDDING_BATCH_TOKENS; the short ones can
+    texts = ["falcon tower " * 150] * 6 + ["short", "also short", "three"]
+    lengths = engine.token_lengths(texts)
+    sizes = [len(batch) for batch in plan_batches(lengths, engine.batch_size, engine.batch_tokens)]
+    assert len(sizes) >= 2 and max(sizes) < len(texts) and len(set(sizes)) > 1
+    await embed(client, texts)
+    text = (await client.get("/metrics")).text
+    assert metric(text, "embedding_batch_texts_count") == len(sizes)
+    assert metric(text, "embedding_batch_texts_sum") == len(texts)
+    for bound in (1, 2, 4, 8, 16, 32, 64):
+        assert metric(text, f'embedding_batch_texts_bucket{{le="{float(bound)}"}}') == sum(s <= bound for s in sizes)
+    assert metric(text, "embedding_tokens_total") == sum(lengths)
 
 
 def test_memory_arena_setting_reaches_onnx_runtime_and_keeps_the_vectors(

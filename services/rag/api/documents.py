@@ -10,7 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 from starlette.datastructures import UploadFile
 
-from services.common.errors import BadRequest, PayloadTooLarge
+from services.common.errors import BadRequest, PayloadTooLarge, ServiceUnavailable
 from services.rag.api.deps import Ready
 from services.rag.api.schemas import COLLECTION_PATTERN, CollectionName, IndexRequest
 from services.rag.indexing import Indexer
@@ -85,6 +85,15 @@ async def _json_body(request: Request) -> IndexRequest:
 @router.post("/index", openapi_extra=INDEX_BODY, tags=["index"])
 async def index(request: Request, state: Ready) -> dict[str, Any]:
     """Index files under DOCUMENTS_DIR (JSON `{collection, paths}`) or uploaded files (multipart)."""
+    try:
+        return await _index(request, state)
+    except ServiceUnavailable:
+        # the whole request failed on an outage; rag_dependency_unavailable_total says which dependency
+        state.metrics.indexing_failures.labels("dependency_unavailable").inc()
+        raise
+
+
+async def _index(request: Request, state: RagState) -> dict[str, Any]:
     if request.headers.get("content-type", "").startswith("multipart/form-data"):
         collection, uploads = await _uploads(request, state)
         indexer = Indexer(state, collection)

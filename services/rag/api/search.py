@@ -48,18 +48,19 @@ async def _log(state: RagState, kind: str, body: SearchRequest, hybrid: bool, hi
         log.warning("search log not written: %s", exc.message)
 
 
-async def _retrieve(state: RagState, body: SearchRequest) -> tuple[str, bool, list[Hit], Timings]:
+async def _retrieve(state: RagState, body: SearchRequest, endpoint: str) -> tuple[str, bool, list[Hit], Timings]:
     query = _check_query(state, body.query)
     hybrid = state.settings.rag_hybrid if body.hybrid is None else body.hybrid
-    hits, timings = await retrieve(state, body.collection, query, body.top_k or state.settings.rag_top_k, hybrid)
+    hits, timings = await retrieve(state, body.collection, query, body.top_k or state.settings.rag_top_k, hybrid,
+                                   endpoint)
     return query, hybrid, hits, timings
 
 
 @router.post("/search", response_model=SearchResponse)
 async def search(body: SearchRequest, state: Ready) -> dict[str, Any]:
-    """Retrieval only: the best chunks with per-stage timings (embed, vector, bm25, postgres)."""
+    """Retrieval only: the best chunks with per-stage timings (embed, vector, bm25, fusion, postgres)."""
     started = time.perf_counter()
-    _, hybrid, hits, timings = await _retrieve(state, body)
+    _, hybrid, hits, timings = await _retrieve(state, body, "search")
     # logged after the timings were taken, in the background, so it does not count as retrieval time
     state.spawn(_log(state, "search", body, hybrid, hits, started))
     return {"collection": body.collection, "hybrid": hybrid, "results": [hit.source() for hit in hits],
@@ -70,7 +71,7 @@ async def search(body: SearchRequest, state: Ready) -> dict[str, Any]:
 async def query(body: QueryRequest, state: Ready) -> Any:
     """Answer from the collection, citing sources as [n]; `stream` answers with server-sent events."""
     started = time.perf_counter()
-    question, hybrid, hits, timings = await _retrieve(state, body)
+    question, hybrid, hits, timings = await _retrieve(state, body, "query")
     packed = context_hits(state, hits)
     if body.stream:
         async def done(_: str) -> None:

@@ -48,7 +48,7 @@ async def test_search_reports_stage_timings_and_dense_only_mode(rag) -> None:
                                                 "hybrid": False})).json()
     assert hybrid["hybrid"] is True and dense["hybrid"] is False
     for body in (hybrid, dense):
-        assert set(body["timings"]) == {"embed_ms", "vector_ms", "bm25_ms", "postgres_ms", "total_ms"}
+        assert set(body["timings"]) == {"embed_ms", "vector_ms", "bm25_ms", "fusion_ms", "postgres_ms", "total_ms"}
         assert body["timings"]["total_ms"] > 0
         assert body["results"][0]["document"] == "solar_system.pdf"
     assert dense["timings"]["bm25_ms"] == 0
