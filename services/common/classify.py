@@ -36,6 +36,7 @@ WORD_CHAR = re.compile(r"[a-z0-9+#]")
 class Choice:
     kind: Kind
     reason: str
+    signal: str  # what decided it, as a short fixed name (a metric label)
 
 
 def _keyword_hit(text: str) -> str | None:
@@ -55,14 +56,14 @@ def _keyword_hit(text: str) -> str | None:
 def classify(text: str) -> Choice:
     """Return the model kind for `text` and a short human-readable reason."""
     if CODE_FENCE.search(text):
-        return Choice("code", "code block or diff in the prompt")
+        return Choice("code", "code block or diff in the prompt", "code_block")
     if match := FILE_NAME.search(text):
-        return Choice("code", f"file name {match.group(0)!r}")
+        return Choice("code", f"file name {match.group(0)!r}", "file_name")
     if keyword := _keyword_hit(text):
-        return Choice("code", f"keyword {keyword!r}")
+        return Choice("code", f"keyword {keyword!r}", "keyword")
     if CODE_SHAPES.search(text):
-        return Choice("code", "source code in the prompt")
-    return Choice("chat", "no coding signal")
+        return Choice("code", "source code in the prompt", "source_code")
+    return Choice("chat", "no coding signal", "no_signal")
 
 
 def classify_messages(messages: list[dict]) -> Choice:
@@ -75,4 +76,4 @@ def classify_messages(messages: list[dict]) -> Choice:
             content = " ".join(p.get("text", "") for p in content if isinstance(p, dict))
         if isinstance(content, str):
             return classify(content)
-    return Choice("chat", "no user message")
+    return Choice("chat", "no user message", "no_user_message")

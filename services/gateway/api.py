@@ -8,8 +8,9 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
 from services.common.health import health_response
+from services.gateway.metrics import UNKNOWN_MODEL, counted, gateway_metrics
 from services.gateway.readiness import models_payload, probe_backend, readiness_targets, served_model_names
-from services.gateway.routing import resolve
+from services.gateway.routing import PUBLIC_NAMES, resolve
 from services.gateway.state import gateway_state
 from services.gateway.validation import Endpoint, parse_body
 
@@ -18,13 +19,18 @@ router = APIRouter()
 
 async def _complete(request: Request, endpoint: Endpoint, path: str) -> Response:
     state = gateway_state(request)
-    raw = await request.body()
-    body = parse_body(raw, endpoint, state.settings.max_tokens_limit)
-    route = resolve(body["model"], body)
-    if endpoint == "chat" and body.get("conversation") is not None:
-        return await state.conversations.chat.complete(path, body, route)
-    # The fast path: no store, no re-serialising; the client's bytes go to the backend as they came.
-    return await state.forwarder.forward(path, raw, body, route)
+    with counted(request, endpoint) as labels:
+        raw = await request.body()
+        body = parse_body(raw, endpoint, state.settings.max_tokens_limit)
+        labels.model = body["model"] if body["model"] in PUBLIC_NAMES else UNKNOWN_MODEL
+        route = resolve(body["model"], body)
+        if route.auto is not None:
+            gateway_metrics(request).auto_choices.labels(route.auto.kind, route.auto.signal).inc()
+        if endpoint == "chat" and body.get("conversation") is not None:
+            labels.route = "conversation"
+            return labels.answered(await state.conversations.chat.complete(path, body, route))
+        # The fast path: no store, no re-serialising; the client's bytes go to the backend as they came.
+        return labels.answered(await state.forwarder.forward(path, raw, body, route))
 
 
 async def chat_completions(request: Request) -> Response:
@@ -36,7 +42,11 @@ async def completions(request: Request) -> Response:
 
 
 async def embeddings(request: Request) -> Response:
-    return await gateway_state(request).embeddings.forward(await request.body())
+    forwarder = gateway_state(request).embeddings
+    with counted(request, "embeddings") as labels:
+        raw = await request.body()
+        labels.model = forwarder.check(raw)
+        return labels.answered(await forwarder.send(raw))
 
 
 async def list_models(request: Request) -> JSONResponse:

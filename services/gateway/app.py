@@ -32,6 +32,8 @@ def deployments_from(settings: GatewaySettings) -> dict[str, Deployment]:
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: GatewaySettings = app.state.settings
     router = Router(deployments_from(settings), Cooldowns(settings.cooldown_seconds))
+    app.state.metrics.watch_backends(
+        router.deployments, lambda name: router.cooldowns.remaining(router.deployments[name].api_base) > 0)
     client = make_client(settings.llm_request_timeout, settings.connect_timeout)
     forwarder = Forwarder(client, router, settings, app.state.metrics)
     conversations = Conversations(settings, client, forwarder, router, app.state.metrics)

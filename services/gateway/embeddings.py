@@ -13,12 +13,13 @@ from services.gateway.validation import parse_model_request
 RETRY_AFTER = 2
 
 
-def check_embedding_body(raw: bytes, names: list[str]) -> None:
-    """Refuse a body without a JSON object, or with a model the embedding service does not serve."""
-    model = parse_model_request(raw)["model"]
+def check_embedding_body(raw: bytes, names: list[str]) -> str:
+    """The requested model; refuses a body without a JSON object, or a model the embedding service does not serve."""
+    model: str = parse_model_request(raw)["model"]
     if model not in names:
         raise ModelNotFound(f"model {model!r} is not an embedding model; valid models: {', '.join(names)}",
                             param="model")
+    return model
 
 
 class EmbeddingForwarder:
@@ -33,11 +34,20 @@ class EmbeddingForwarder:
         if settings.upstream_key:
             self.headers["authorization"] = f"Bearer {settings.upstream_key}"
 
-    async def forward(self, raw: bytes) -> Response:
+    def check(self, raw: bytes) -> str:
+        """The model a request names, once it is one the embedding service serves."""
         if self.url is None:
             raise ModelNotFound("this gateway has no embedding service: set EMBEDDING_API_BASE (phase 2 does)",
                                 param="model")
-        check_embedding_body(raw, self.names)
+        return check_embedding_body(raw, self.names)
+
+    async def forward(self, raw: bytes) -> Response:
+        self.check(raw)
+        return await self.send(raw)
+
+    async def send(self, raw: bytes) -> Response:
+        """Pass a checked request on to the embedding service."""
+        assert self.url is not None
         try:
             upstream = await self.client.post(self.url, content=raw, headers=self.headers, timeout=self.timeout)
         except httpx.TimeoutException as exc:

@@ -104,6 +104,7 @@ class Forwarder:
             if response is not None:
                 reason = route.reason
                 if deployment.name != route.model:
+                    self.metrics.failovers.labels(route.model).inc()
                     why = failures[0].reason if failures else "in cooldown"
                     reason = f"{route.reason}; fallback from {route.model} ({why})"
                 self._label(response, deployment, reason)
@@ -121,15 +122,19 @@ class Forwarder:
             if attempt:
                 await asyncio.sleep(min(0.05 * 2 ** (attempt - 1), 0.5, remaining))
             attempt += 1
+            sent = time.perf_counter()
             try:
                 response = await self._attempt(deployment, path, payload, deadline - time.monotonic(), stream)
             except BackendFailed as failure:
                 last = failure
                 self.metrics.attempts.labels(deployment.name, "failed").inc()
+                if self.router.cooldowns.remaining(deployment.api_base) <= 0:
+                    self.metrics.cooldowns.labels(deployment.name).inc()
                 self.router.cooldowns.mark_failed(deployment.api_base)
                 log.warning("backend %s at %s failed (try %d/%d): %s", deployment.name, deployment.api_base,
                             attempt, tries, failure.reason)
                 continue
+            self.metrics.upstream_seconds.labels(deployment.name).observe(time.perf_counter() - sent)
             self.router.cooldowns.mark_ok(deployment.api_base)
             self.metrics.attempts.labels(deployment.name, "ok").inc()
             return response

@@ -6,7 +6,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from services.common.classify import classify, classify_messages
+from services.common.classify import Choice, classify, classify_messages
 from services.common.errors import ModelNotFound
 
 CHAT = "chat-7b"
@@ -32,6 +32,7 @@ class Route:
 
     model: str
     reason: str
+    auto: Choice | None = None  # what `auto` decided, when the request asked for it
 
 
 def resolve(requested: object, body: dict) -> Route:
@@ -47,7 +48,7 @@ def resolve(requested: object, body: dict) -> Route:
         else:
             prompt = body.get("prompt")
             choice = classify(prompt if isinstance(prompt, str) else " ".join(map(str, prompt or [])))
-        return Route(CODE if choice.kind == "code" else CHAT, f"auto: {choice.reason}")
+        return Route(CODE if choice.kind == "code" else CHAT, f"auto: {choice.reason}", choice)
     raise ModelNotFound(
         f"model {requested!r} does not exist; valid models: {', '.join(PUBLIC_NAMES)}", param="model"
     )

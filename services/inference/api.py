@@ -102,10 +102,10 @@ async def _events(job: Job, make: ChunkMaker, head: dict | None, usage_chunk: di
 
 
 async def _run(state: InferenceState, request: Request, body: GenerationRequest, prompt: list[int],
-               max_tokens: int | None, extra_stops: tuple[str, ...] = ()) -> Job:
+               max_tokens: int | None, arrived: float, extra_stops: tuple[str, ...] = ()) -> Job:
     queue = state.ready()
     sampling = body.sampling(state.engine_or_raise().budget(len(prompt), max_tokens), extra_stops)
-    return await queue.submit(prompt, sampling, request.receive, stream=body.stream)
+    return await queue.submit(prompt, sampling, request.receive, stream=body.stream, arrived=arrived)
 
 
 @router.get("/v1/models")
@@ -119,10 +119,11 @@ async def list_models(request: Request) -> dict[str, Any]:
 
 @router.post("/v1/chat/completions", response_model=None)
 async def chat_completions(body: ChatRequest, request: Request) -> JSONResponse | GenerationStream:
+    arrived = time.perf_counter()
     state = inference_state(request)
     engine = state.engine_or_raise()
     prompt, template_stops = engine.chat_prompt([m.for_template() for m in body.messages])
-    job = await _run(state, request, body, prompt, body.answer_limit(), template_stops)
+    job = await _run(state, request, body, prompt, body.answer_limit(), arrived, template_stops)
     base = {"id": f"chatcmpl-{uuid.uuid4().hex}", "created": int(time.time()),
             "model": body.model or state.settings.aliases()[0]}
     if body.stream:
@@ -147,10 +148,11 @@ async def chat_completions(body: ChatRequest, request: Request) -> JSONResponse 
 
 @router.post("/v1/completions", response_model=None)
 async def completions(body: CompletionRequest, request: Request) -> JSONResponse | GenerationStream:
+    arrived = time.perf_counter()
     state = inference_state(request)
     prompt = state.engine_or_raise().text_prompt(body.text())
     # OpenAI's default answer length for text completions is 16 tokens.
-    job = await _run(state, request, body, prompt, body.max_tokens or 16)
+    job = await _run(state, request, body, prompt, body.max_tokens or 16, arrived)
     base = {"id": f"cmpl-{uuid.uuid4().hex}", "object": "text_completion", "created": int(time.time()),
             "model": body.model or state.settings.aliases()[0]}
     if body.stream:

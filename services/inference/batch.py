@@ -97,7 +97,8 @@ class BatchLoop:
             reuse = 0
         slot.start(task, reuse)
         m = self.metrics
-        m.prompt_cached_tokens.inc(reuse)
+        m.queue_wait.observe(slot.started - (task.arrived or slot.started))
+        m.cached_prompt_tokens.inc(reuse)
         if reuse * 2 >= len(task.prompt):
             m.prompt_cache_hits.inc()
         self._update_gauges()
@@ -175,22 +176,27 @@ class BatchLoop:
         assert task is not None
         slot.release()
         if isinstance(result, Generation):
-            self._record(result)
+            self._record(result, slot.started - (task.arrived or slot.started))
         self._update_gauges()
         task.finish(result)
 
-    def _record(self, result: Generation) -> None:
+    def _record(self, result: Generation, queued: float) -> None:
+        """Count a finished generation; `queued` is the time it waited for its slot."""
         m = self.metrics
         m.prompt_tokens.inc(result.prompt_tokens)
-        m.completion_tokens.inc(result.completion_tokens)
-        m.generation_seconds.observe(result.prompt_seconds + result.decode_seconds)
-        if result.finish_reason == "cancelled":
+        m.generation_tokens.inc(result.completion_tokens)
+        m.request_duration.observe(queued + result.prompt_seconds + result.decode_seconds)
+        m.context_usage.observe((result.prompt_tokens + result.completion_tokens) / self.engine.n_ctx)
+        cancelled = result.finish_reason == "cancelled"
+        if cancelled:
             m.cancelled.inc()
             log.info("generation cancelled after %d tokens", result.completion_tokens)
-        elif result.completion_tokens > 1:
-            m.tokens_per_second.set(result.tokens_per_second())
+        if result.completion_tokens or not cancelled:  # a first token was sampled (an end of text counts)
+            m.time_to_first_token.observe(queued + result.prompt_seconds)
+        if result.completion_tokens > 1 and result.decode_seconds > 0:
+            m.time_per_output_token.observe(result.decode_seconds / (result.completion_tokens - 1))
 
     def _update_gauges(self) -> None:
         busy = [slot for slot in self.slots if slot.busy]
-        self.metrics.active.set(len(busy))
+        self.metrics.running.set(len(busy))
         self.metrics.slots_prefilling.set(sum(1 for slot in busy if slot.pending))

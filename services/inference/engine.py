@@ -55,12 +55,6 @@ class Generation:
     decode_seconds: float
     cached_tokens: int = 0  # prompt tokens whose KV cache the slot already held
 
-    def tokens_per_second(self) -> float:
-        """Decode speed: tokens after the first over the time after the first."""
-        if self.completion_tokens < 2 or self.decode_seconds <= 0:
-            return 0.0
-        return (self.completion_tokens - 1) / self.decode_seconds
-
 
 def split_at_stop(text: str, stops: Sequence[str]) -> tuple[str, str, bool]:
     """Split into (safe to emit, held back as a possible stop prefix, stop found)."""

@@ -94,6 +94,7 @@ class GenerationQueue:
         self._running: set[Job] = set()
         self._closed = False
         self._batches = BatchLoop(engine, metrics)
+        metrics.waiting_limit.set(max_queue)
 
     @property
     def waiting(self) -> int:
@@ -103,13 +104,18 @@ class GenerationQueue:
     def running(self) -> int:
         return len(self._running)
 
-    async def submit(self, prompt: list[int], sampling: Sampling, receive: Receive, stream: bool) -> Job:
-        """Wait for a free slot (or the client leaving) and start generating in it."""
+    async def submit(self, prompt: list[int], sampling: Sampling, receive: Receive, stream: bool,
+                     arrived: float | None = None) -> Job:
+        """Wait for a free slot (or the client leaving) and start generating in it.
+
+        `arrived` (perf_counter) is when the request came in; queue wait and time to first token count from it.
+        """
+        arrived = time.perf_counter() if arrived is None else arrived
         if self._closed:
             raise ServiceUnavailable("the service is shutting down", retry_after=5, code="shutting_down")
         if not self._slots.locked() and not self._waiting:
             await self._slots.acquire()  # free: returns at once, without a disconnect watcher
-            return self._start(prompt, sampling, stream)
+            return self._start(prompt, sampling, stream, arrived)
         if self._waiting >= self.max_queue:
             self.metrics.rejected.inc()
             raise ServiceUnavailable(
@@ -125,11 +131,11 @@ class GenerationQueue:
         if self._closed:
             self._slots.release()
             raise ServiceUnavailable("the service is shutting down", retry_after=5, code="shutting_down")
-        return self._start(prompt, sampling, stream)
+        return self._start(prompt, sampling, stream, arrived)
 
     async def _wait_turn(self, gone: asyncio.Future[None]) -> None:
         self._waiting += 1
-        self.metrics.queue_depth.set(self._waiting)
+        self.metrics.waiting.set(self._waiting)
         turn: asyncio.Future[bool] = asyncio.ensure_future(self._slots.acquire())
         try:
             await asyncio.wait(_pair(turn, gone), return_when=asyncio.FIRST_COMPLETED)
@@ -138,7 +144,7 @@ class GenerationQueue:
             raise
         finally:
             self._waiting -= 1
-            self.metrics.queue_depth.set(self._waiting)
+            self.metrics.waiting.set(self._waiting)
         if gone.done():
             self._give_up(turn)
             raise ClientGone("the client disconnected while queued")
@@ -150,7 +156,7 @@ class GenerationQueue:
         else:
             turn.cancel()
 
-    def _start(self, prompt: list[int], sampling: Sampling, stream: bool) -> Job:
+    def _start(self, prompt: list[int], sampling: Sampling, stream: bool, arrived: float) -> Job:
         loop = asyncio.get_running_loop()
         relay = TextRelay(loop, self.stream_interval) if stream else None
         done: asyncio.Future[Generation] = loop.create_future()
@@ -174,7 +180,8 @@ class GenerationQueue:
         self._running.add(job)
         # The slot stays taken until the batch loop has let go of it, whatever happened to the request.
         done.add_done_callback(lambda _: self._finish(job))
-        self._batches.submit(Task(prompt, sampling, job.cancel, relay.push if relay else None, finish))
+        self._batches.submit(Task(prompt, sampling, job.cancel, relay.push if relay else None, finish,
+                                  arrived))
         return job
 
     def _finish(self, job: Job) -> None:

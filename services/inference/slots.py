@@ -27,6 +27,7 @@ class Task:
     cancel: threading.Event
     emit: Callable[[str], None] | None
     finish: Callable[[Generation | BaseException], None]
+    arrived: float = 0.0  # perf_counter() when the request arrived; 0: when the batch loop takes it
 
 
 def make_sampler(sampling: Sampling) -> LlamaSampler:

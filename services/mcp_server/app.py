@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 
@@ -13,7 +15,7 @@ from services.common.errors import install_error_handlers
 from services.common.metrics import instrument
 from services.mcp_server.api import router
 from services.mcp_server.gate.http import KeyedMetrics, RequireIdentity
-from services.mcp_server.metrics import ToolMetrics
+from services.mcp_server.metrics import AuditChecks, SecurityCollector, ToolMetrics
 from services.mcp_server.server import Register, build_server
 from services.mcp_server.settings import McpSettings
 
@@ -23,17 +25,24 @@ def create_app(settings: McpSettings | None = None, *, families: Iterable[str | 
     settings = settings or McpSettings()
     registry = CollectorRegistry()
     metrics = ToolMetrics.create(registry)
-    mcp, layer = build_server(settings, families, observe=metrics.observe)
+    mcp, layer = build_server(settings, families, observe=metrics.observe, refused=metrics.refused)
+    checks = AuditChecks(layer)
+    registry.register(SecurityCollector(layer, checks))
     # Host/Origin checks stop DNS-rebinding pages from reaching a loopback server through the browser.
     mcp_app = mcp.http_app(path="/mcp", host_origin_protection="auto")
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # The MCP app's lifespan runs the session manager, which enters the FastMCP lifespan (audit writer).
+        verifying = asyncio.create_task(checks.run(), name="audit-verify") if settings.audit_enabled else None
         try:
             async with mcp_app.lifespan(app):
                 yield
         finally:
+            if verifying is not None:
+                verifying.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await verifying
             layer.close()
 
     app = FastAPI(title="Local AI Suite MCP server", lifespan=lifespan)

@@ -10,7 +10,7 @@ from typing import Any
 from fastmcp import FastMCP
 
 from services.mcp_server.gate.layer import SecurityLayer
-from services.mcp_server.gate.middleware import Observer, SecurityMiddleware
+from services.mcp_server.gate.middleware import Observer, Refusals, SecurityMiddleware
 from services.mcp_server.settings import McpSettings
 from services.mcp_server.tools.browser import BrowserHolder
 
@@ -36,6 +36,7 @@ def build_server(
     families: Iterable[str | Register] | None = None,
     *,
     observe: Observer | None = None,
+    refused: Refusals | None = None,
 ) -> tuple[FastMCP, SecurityLayer]:
     """The server and its security layer; the server's lifespan starts and flushes the audit writer."""
     layer = SecurityLayer.open(settings)
@@ -55,7 +56,7 @@ def build_server(
         instructions="Local AI Suite tools: files, commands, git, web, Notion and RAG. Every call is checked "
         "against your role; HIGH and CRITICAL calls wait for another user's approval.",
         lifespan=lifespan,
-        middleware=[SecurityMiddleware(layer, observe)],
+        middleware=[SecurityMiddleware(layer, observe, refused)],
     )
     for family in FAMILIES if families is None else families:
         _register_family(mcp, settings, family, browser)

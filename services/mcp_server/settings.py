@@ -59,6 +59,11 @@ class McpSettings(SuiteSettings):
         description="Role of an HTTP caller without a key, on loopback only; empty refuses such callers.",
     )
     audit_enabled: bool = Field(True, alias="AUDIT_ENABLED", description="Append every call to the audit chain.")
+    audit_verify_interval: float = Field(
+        3600.0, alias="AUDIT_VERIFY_INTERVAL", ge=0,
+        description="Seconds between the server's own checks of the audit chain (the first runs at start; its "
+        "result and time are metrics); 0 checks only at start.",
+    )
     rate_limit_enabled: bool = Field(True, alias="RATE_LIMIT_ENABLED", description="Token buckets per user and tool.")
     rate_limit_per_second: float = Field(
         50.0, alias="RATE_LIMIT_PER_SECOND", gt=0, description="Refill rate of each user's bucket per tool."

@@ -31,13 +31,7 @@ from mcp.client.streamable_http import streamable_http_client
 from services.stack.monitoring import scrape_targets
 from services.stack.runner import ROOT, Stack, compose_files
 from services.stack.supervisor import Supervisor
-from tests.support.monitoring import (
-    NOT_YET_EXPOSED,
-    dashboard_expressions,
-    rule_expressions,
-    selectors,
-    waits_for_a_service,
-)
+from tests.support.monitoring import compose_only, dashboard_expressions, rule_expressions, selectors
 from tests.support.procs import free_port
 
 pytestmark = pytest.mark.integration
@@ -177,7 +171,7 @@ def test_every_service_target_is_up(live: Live) -> None:
 
 
 def test_every_dashboard_and_rule_query_returns_data(live: Live, traffic: dict[str, str]) -> None:
-    dashboards = [(where, expr) for where, expr in dashboard_expressions() if not waits_for_a_service(expr)]
+    dashboards = [(where, expr) for where, expr in dashboard_expressions() if not compose_only(expr)]
     assert len(dashboards) > 25
     # a dashboard query must return data as written; rate() needs two scrapes after the traffic
     for where, expr in dashboards:
@@ -187,19 +181,11 @@ def test_every_dashboard_and_rule_query_returns_data(live: Live, traffic: dict[s
     for name, expr in rule_expressions():
         live.query(expr)  # evaluates without error
         for selector in selectors(expr):
-            if waits_for_a_service(selector.metric):
+            if compose_only(selector.metric):
                 continue
             assert live.query(f"count({selector.metric})"), f"{name}: no {selector.metric}"
             for label, _, _ in selector.matchers:
                 assert live.query(f"count({selector.with_label(label)})"), f"{name}: {selector.metric} has no {label}"
-
-
-def test_metrics_not_yet_exposed_are_indeed_missing(live: Live, traffic: dict[str, str]) -> None:
-    # when a service starts exposing one, it must leave NOT_YET_EXPOSED (and so join the checks above)
-    for service, names in NOT_YET_EXPOSED.items():
-        for name in names:
-            found = live.query(f'count({{__name__=~"{name}(_bucket|_sum|_count)?"}})')
-            assert not found, f"{service} exposes {name} now: remove it from NOT_YET_EXPOSED"
 
 
 def test_a_request_id_is_in_the_log_of_every_service_it_passed(live: Live, traffic: dict[str, str]) -> None:

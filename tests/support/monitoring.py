@@ -1,4 +1,4 @@
-"""The PromQL of the dashboards and alert rules, the vector selectors inside it, and the metrics not yet exposed."""
+"""The PromQL of the dashboards and alert rules, and the vector selectors inside it."""
 
 from __future__ import annotations
 
@@ -15,23 +15,6 @@ RULES = sorted((MONITORING / "prometheus" / "rules").glob("*.yml"))
 RULE_TESTS = MONITORING / "prometheus" / "tests" / "alerts_test.yml"
 DASHBOARDS = sorted((MONITORING / "grafana" / "dashboards").glob("*.json"))
 
-# Metrics the dashboards and rules read that inference, gateway and mcp-server do not expose yet: the contract
-# for those services (docs/monitoring.md, "Metrics"). The live test checks that each is still missing, so an
-# entry must go once its service exposes it; the list ends empty.
-NOT_YET_EXPOSED = {
-    "inference": ["gen_ai_server_time_to_first_token_seconds", "gen_ai_server_time_per_output_token_seconds",
-                  "gen_ai_server_request_duration_seconds", "gen_ai_server_queue_wait_seconds",
-                  "gen_ai_server_requests_waiting", "gen_ai_server_requests_running",
-                  "gen_ai_server_requests_waiting_limit", "gen_ai_server_requests_rejected_total",
-                  "gen_ai_server_prompt_tokens_total", "gen_ai_server_generation_tokens_total",
-                  "gen_ai_server_context_usage_ratio", "gen_ai_server_cached_prompt_tokens_total"],
-    "api-gateway": ["gateway_requests_total", "gateway_auto_choices_total", "gateway_failovers_total",
-                    "gateway_backend_in_cooldown", "gateway_upstream_duration_seconds",
-                    "gateway_conversation_trims_total"],
-    "mcp-server": ["mcp_approvals_pending", "mcp_approval_wait_seconds", "mcp_denials_total",
-                   "mcp_rate_limited_total", "mcp_audit_queue_depth", "mcp_audit_write_lag_seconds",
-                   "mcp_audit_last_verification_ok", "mcp_audit_last_verification_timestamp_seconds"],
-}
 # Exposed only in Docker: cAdvisor measures containers, and there are none natively.
 COMPOSE_ONLY = ("container_cpu_usage_seconds_total",)
 
@@ -124,11 +107,6 @@ def rule_expressions() -> list[tuple[str, str]]:
     return [(rule.get("alert") or rule["record"], rule["expr"]) for rule in rules()]
 
 
-def not_yet_exposed() -> set[str]:
-    return {name for names in NOT_YET_EXPOSED.values() for name in names}
-
-
-def waits_for_a_service(expr: str) -> bool:
-    """True when the expression reads a metric that is not exposed natively yet (or only in Docker)."""
-    pending = not_yet_exposed()
-    return any(s.family() in pending or s.metric in pending or s.metric in COMPOSE_ONLY for s in selectors(expr))
+def compose_only(expr: str) -> bool:
+    """True when the expression reads a metric that only exists in Docker."""
+    return any(s.metric in COMPOSE_ONLY for s in selectors(expr))

@@ -185,7 +185,7 @@ async def test_old_turns_give_way_and_the_system_prompt_stays(
         assert kept[-2:] == ["question 7", "answer 7"]  # the newest turns stay, whole and in order
         page = (await client.get("/metrics")).text
         assert metric(page, "gateway_conversation_turns_omitted_total") == omitted
-        assert metric(page, "gateway_conversation_history_trims_total") == 1
+        assert metric(page, "gateway_conversation_trims_total") == 1
         assert len(await items_of(client, conversation_id)) == 17 + 2  # nothing stored is ever dropped
 
 

@@ -81,7 +81,7 @@ async def test_concurrent_prompts_answer_as_if_each_ran_alone(gguf_path: Path) -
     assert len({r.text for r in alone}) == 4  # the four answers differ, so a swap would show
     assert [r.text for r in results] == [r.text for r in alone]
     assert all(r.usage["completion_tokens"] == 16 for r in results)
-    assert metric(text, "inference_completion_tokens_total") == 4 * 16
+    assert metric(text, "gen_ai_server_generation_tokens_total") == 4 * 16
     assert metric(text, "inference_slots_total") == 4
 
 
@@ -123,8 +123,8 @@ async def test_one_stream_leaving_a_batch_stops_only_itself(gguf_path: Path) -> 
     assert all(r.finish == "length" and r.usage["completion_tokens"] == 48 for r in stayed)
     assert metric(text, "inference_cancelled_generations_total") == 1
     # The leaver stopped within a few tokens of hanging up, far short of its 400.
-    assert metric(text, "inference_completion_tokens_total") < 3 * 48 + 200
-    assert metric(text, "inference_active_generations") == 0
+    assert metric(text, "gen_ai_server_generation_tokens_total") < 3 * 48 + 200
+    assert metric(text, "gen_ai_server_requests_running") == 0
     assert health["slots"] == {"total": 4, "running": 0}
 
 
@@ -149,7 +149,7 @@ async def test_queue_bound_counts_waiting_requests_beyond_the_busy_slots(gguf_pa
 
 
 async def _idle(client: httpx.AsyncClient) -> bool:
-    return metric(await metrics_of(client), "inference_active_generations") == 0
+    return metric(await metrics_of(client), "gen_ai_server_requests_running") == 0
 
 
 async def _waiting(client: httpx.AsyncClient, depth: int) -> bool:

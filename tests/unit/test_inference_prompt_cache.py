@@ -21,7 +21,7 @@ async def test_interleaved_conversations_each_reuse_their_own_cached_history(ggu
                                                                      "temperature": 0})).json()
             first_prompts.append(body["usage"]["prompt_tokens"])
             histories.append([*messages, body["choices"][0]["message"]])
-        before = metric((await client.get("/metrics")).text, "inference_prompt_cached_tokens_total")
+        before = metric((await client.get("/metrics")).text, "gen_ai_server_cached_prompt_tokens_total")
         cached = []
         for history in histories:  # the second turns, in the same interleaved order
             messages = [*history, {"role": "user", "content": "Now one more sentence."}]
@@ -31,5 +31,5 @@ async def test_interleaved_conversations_each_reuse_their_own_cached_history(ggu
         text = (await client.get("/metrics")).text
     # Each second turn found at least its whole first prompt (and most of the answer) in its slot.
     assert all(hit >= prompt for hit, prompt in zip(cached, first_prompts, strict=True)), (cached, first_prompts)
-    assert metric(text, "inference_prompt_cached_tokens_total") - before == sum(cached)
-    assert metric(text, "inference_prompt_cache_hits_total") >= 4
+    assert metric(text, "gen_ai_server_cached_prompt_tokens_total") - before == sum(cached)
+    assert metric(text, "gen_ai_server_prompt_cache_hits_total") >= 4

@@ -79,9 +79,9 @@ async def test_full_queue_answers_503_with_retry_after(gguf_path: Path) -> None:
         assert queued.status_code == 200, queued.text
         assert queued.json()["choices"][0]["message"]["content"]
         text = await metrics_of(client)
-    assert metric(text, "inference_rejected_requests_total") == 1
+    assert metric(text, "gen_ai_server_requests_rejected_total") == 1
     assert metric(text, "inference_cancelled_generations_total") == 1
-    assert metric(text, "inference_queue_depth") == 0
+    assert metric(text, "gen_ai_server_requests_waiting") == 0
 
 
 async def test_max_queue_zero_refuses_anything_behind_the_running_request(gguf_path: Path) -> None:
@@ -98,7 +98,7 @@ async def test_stream_disconnect_stops_generation_early(gguf_path: Path) -> None
         async with long_stream(client):
             pass
         await poll(lambda: _cancelled(client, 1), "the stream's generation to stop")
-        generated = metric(await metrics_of(client), "inference_completion_tokens_total")
+        generated = metric(await metrics_of(client), "gen_ai_server_generation_tokens_total")
         assert generated < LONG["max_tokens"] / 2
         started = time.monotonic()
         follow_up = await client.post("/v1/chat/completions", json={"messages": HELLO, "max_tokens": 3})
@@ -116,8 +116,8 @@ async def test_non_streamed_disconnect_stops_generation(gguf_path: Path) -> None
                 await request
         await poll(lambda: _cancelled(client, 1), "the generation to stop")
         text = await metrics_of(client)
-        assert metric(text, "inference_completion_tokens_total") < LONG["max_tokens"] / 2
-        assert metric(text, "inference_active_generations") == 0
+        assert metric(text, "gen_ai_server_generation_tokens_total") < LONG["max_tokens"] / 2
+        assert metric(text, "gen_ai_server_requests_running") == 0
         follow_up = await client.post("/v1/chat/completions", json={"messages": HELLO, "max_tokens": 3})
         assert follow_up.status_code == 200
 
@@ -135,7 +135,7 @@ async def test_queued_client_that_leaves_never_runs(gguf_path: Path) -> None:
         await poll(lambda: _idle(client), "the model to be free")
         text = await metrics_of(client)
     # Only the long stream ever reached the model: one generation observed, one cancelled.
-    assert metric(text, "inference_generation_seconds_count") == 1
+    assert metric(text, "gen_ai_server_request_duration_seconds_count") == 1
 
 
 async def _depth_is(client: httpx.AsyncClient, depth: int) -> bool:
@@ -143,7 +143,7 @@ async def _depth_is(client: httpx.AsyncClient, depth: int) -> bool:
 
 
 async def _active(client: httpx.AsyncClient) -> bool:
-    return metric(await metrics_of(client), "inference_active_generations") == 1
+    return metric(await metrics_of(client), "gen_ai_server_requests_running") == 1
 
 
 async def _idle(client: httpx.AsyncClient) -> bool:

@@ -34,7 +34,7 @@ async def test_malicious_template_is_blocked_and_nothing_runs(
     assert "unsafe" in error["message"]
     assert "<class" not in response.text  # the subclass list never reached the client
     assert not marker.exists()
-    assert metric(metrics, "inference_prompt_tokens_total") == 0
+    assert metric(metrics, "gen_ai_server_prompt_tokens_total") == 0
 
 
 async def test_gguf_template_renders_the_conversation(gguf_path: Path) -> None:

@@ -8,6 +8,8 @@ import json
 import logging
 import sqlite3
 import threading
+import time
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -120,9 +122,23 @@ class AuditLog:
         self._writing = threading.Lock()  # held by the worker thread while it writes
         self.last_error: str | None = None
         self.written = 0
+        # When each queued row was queued (monotonic), and the batch being written: for the lag metrics.
+        self._queued_at: deque[float] = deque()
+        self._batch_since: float | None = None
+        self._batch_rows = 0
 
     def state(self) -> str:
         return "ok" if self.last_error is None else f"failing: {self.last_error}"
+
+    def uncommitted(self) -> int:
+        """Rows queued or being written."""
+        return len(self._queued_at) + self._batch_rows
+
+    def write_lag(self) -> float:
+        """Seconds since the oldest uncommitted row was queued (0 when every row is committed)."""
+        oldest = self._batch_since if self._batch_since is not None else \
+            (self._queued_at[0] if self._queued_at else None)
+        return 0.0 if oldest is None else max(0.0, time.monotonic() - oldest)
 
     def start(self) -> None:
         """Start the writer on the running loop (idempotent).
@@ -141,6 +157,7 @@ class AuditLog:
         if self._queue is None:  # only between the last flush of `close` and its end
             raise AuditWriteError("the audit log is closed")
         self._queue.put_nowait(item)
+        self._queued_at.append(time.monotonic())
 
     def log(self, entry: AuditEntry) -> None:
         """Queue one entry; never blocks the call it records."""
@@ -175,6 +192,7 @@ class AuditLog:
             self._task = None
             queue, self._queue = self._queue, None
             late = [item for item in _drain(queue) if item is not None] if queue is not None else []
+            self._queued_at.clear()
             if late and self._conn is not None:
                 await self._commit(late)
         finally:
@@ -195,6 +213,9 @@ class AuditLog:
             taken, stopping = 1, first is None
             batch = [] if first is None else [first]
             settled = 0
+            if first is not None:
+                self._batch_since = self._queued_at.popleft() if self._queued_at else time.monotonic()
+                self._batch_rows = 1
             try:
                 if first is not None and first[1] is None and queue.empty():
                     # nobody waits yet: linger so a busy server writes many rows per commit
@@ -208,10 +229,14 @@ class AuditLog:
                         stopping = True
                     else:
                         batch.append(item)
+                        if self._queued_at:
+                            self._queued_at.popleft()
+                self._batch_rows = len(batch)
                 for settled in range(0, len(batch), BATCH):
                     await self._commit(batch[settled:settled + BATCH])
                 settled = len(batch)
             finally:
+                self._batch_since, self._batch_rows = None, 0
                 # stopped from outside before its turn: a waiting caller hears so instead of hanging
                 _fail_waiters(batch[settled:], STOPPED)
                 for _ in range(taken):

@@ -27,6 +27,7 @@ from services.mcp_server.gate.redact import for_approver, redact, redact_text
 log = logging.getLogger(__name__)
 UNKNOWN = Identity("unknown", "")
 Observer = Callable[[str, str, float], None]
+Refusals = Callable[[str, str], None]  # (tool, reason) of a call a guard refused
 
 
 Cleared = tuple[str | None, dict[str, str] | None]  # the approval a call runs under, and what it is bound to
@@ -35,10 +36,12 @@ Cleared = tuple[str | None, dict[str, str] | None]  # the approval a call runs u
 class CallRefused(Exception):
     """A guard stopped the call; `status` is what the audit row records."""
 
-    def __init__(self, message: str, status: str = "denied", request_id: str | None = None) -> None:
+    def __init__(self, message: str, status: str = "denied", request_id: str | None = None,
+                 reason: str = "permission") -> None:
         super().__init__(message)
         self.status = status
         self.request_id = request_id
+        self.reason = reason  # which guard refused it (a metric label)
 
 
 def risk_of(tool: str) -> Risk:
@@ -56,10 +59,12 @@ def changes_state(tool: str) -> bool:
 class SecurityMiddleware(Middleware):
     """Runs the guards in order and writes one audit row per call with its final status."""
 
-    def __init__(self, layer: SecurityLayer, observe: Observer | None = None) -> None:
+    def __init__(self, layer: SecurityLayer, observe: Observer | None = None,
+                 refused: Refusals | None = None) -> None:
         self.layer = layer
         self.settings = layer.settings
         self.observe = observe
+        self.refused = refused
 
     async def on_call_tool(
         self,
@@ -76,9 +81,12 @@ class SecurityMiddleware(Middleware):
             request_id, bound = await self._guard(identity, tool, args)
         except AuthenticationError as exc:
             self._finish(identity, tool, args, "denied", started, str(exc))
+            self._refused(tool, "authentication")
             raise ToolError(str(exc)) from None
         except CallRefused as exc:
             self._finish(identity, tool, args, exc.status, started, str(exc), exc.request_id)
+            if exc.status == "denied":
+                self._refused(tool, exc.reason)
             raise ToolError(str(exc)) from None
         try:
             with running_under(bound):
@@ -92,6 +100,10 @@ class SecurityMiddleware(Middleware):
             raise
         await self._finish_ran(identity, tool, args, "allowed", started, "", request_id)
         return result
+
+    def _refused(self, tool: str, reason: str) -> None:
+        if self.refused is not None:
+            self.refused(tool, reason)
 
     async def _timed(self, tool: str, started: float, call: Any) -> ToolResult:
         status = "error"
@@ -109,11 +121,11 @@ class SecurityMiddleware(Middleware):
             try:
                 self.layer.limiter.take(identity.user, tool)
             except RateLimited as exc:
-                raise CallRefused(str(exc)) from None
+                raise CallRefused(str(exc), reason="rate_limited") from None
         audit_error = self.layer.audit.last_error
         if self.settings.audit_enabled and audit_error is not None and changes_state(tool):
             raise CallRefused(f"the audit log cannot be written ({audit_error}); calls that change something "
-                              "are refused until it can")
+                              "are refused until it can", reason="audit_unavailable")
         auth = self.layer.auth
         if self.settings.rbac_enabled and not auth.may_call(identity.role, tool):
             raise CallRefused(f"role {identity.role!r} lacks permission {tool_permission(tool)!r}")
@@ -141,7 +153,7 @@ class SecurityMiddleware(Middleware):
         if gate.run:
             return gate.request.id, bound
         if gate.stale:
-            raise CallRefused(_stale_message(tool, gate, bound), request_id=gate.request.id)
+            raise CallRefused(_stale_message(tool, gate, bound), request_id=gate.request.id, reason="approval_stale")
         request = gate.request
         raise CallRefused(json.dumps({
             "approval_required": True,
@@ -160,7 +172,7 @@ class SecurityMiddleware(Middleware):
         try:
             return await asyncio.to_thread(spec.bind, self.settings, args)
         except ToolError as exc:
-            raise CallRefused(str(exc)) from None
+            raise CallRefused(str(exc), reason="approval_state") from None
 
     async def _finish_ran(
         self, identity: Identity, tool: str, args: dict[str, Any], status: str, started: float,
