@@ -77,10 +77,13 @@ class GatewayMetrics:
 
     def watch_backends(self, backends: Iterable[str], cooling: Callable[[str], bool]) -> None:
         """Series for every backend from the start, so a dashboard shows 0 rather than nothing."""
+        def reader(backend: str) -> Callable[[], float]:
+            return lambda: 1.0 if cooling(backend) else 0.0
+
         for backend in backends:
             self.failovers.labels(backend)
             self.cooldowns.labels(backend)
-            self.in_cooldown.labels(backend).set_function(lambda b=backend: 1.0 if cooling(b) else 0.0)
+            self.in_cooldown.labels(backend).set_function(reader(backend))
 
 
 def gateway_metrics(request: Request) -> GatewayMetrics:

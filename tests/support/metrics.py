@@ -29,7 +29,7 @@ def exposed_names(text: str) -> set[str]:
 
     return {family.name + ("_total" if family.type == "counter" else "")
             for family in text_string_to_metric_families(text)
-            if not family.name.startswith(("http_request", "process_"))}
+            if not family.name.startswith(("http_request", "process_")) and not family.name.endswith("_created")}
 
 
 def documented_names(section: str) -> set[str]:
