@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -14,6 +15,7 @@ from services.common.errors import SuiteError
 
 # From a cached 1-token answer (a few ms) to a long generation on CPU.
 UPSTREAM_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
+CLIENT_GONE = 499  # the client went away before the answer (nginx's code; no response was sent)
 UNKNOWN_MODEL = "unknown"  # a body that could not be read, or a model name the gateway does not serve
 AUTO_SIGNALS = ("code_block", "file_name", "keyword", "source_code", "no_signal", "no_user_message")
 
@@ -112,6 +114,9 @@ def counted(request: Request, route: str) -> Iterator[RequestLabels]:
         yield labels
     except SuiteError as exc:
         labels.status = exc.status
+        raise
+    except asyncio.CancelledError:
+        labels.status = CLIENT_GONE
         raise
     finally:
         gateway_metrics(request).requests.labels(labels.model, labels.route, str(labels.status)).inc()
