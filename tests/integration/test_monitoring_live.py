@@ -208,6 +208,9 @@ def test_status_shows_figures_from_prometheus_and_no_alert(live: Live, traffic: 
     assert "Prometheus, last 5 minutes" in out and "alerts: none active" in out
     row = next(line for line in out.splitlines() if line.startswith("│ rag "))
     assert re.search(r"│ \d+(\.\d)? m?s +│ 0\.0% +│", row), row  # its p95 and its share of 5xx
+    # decode speed from gen_ai_server_time_per_output_token_seconds, beside the p95
+    chat = next(line for line in out.splitlines() if "inference-chat" in line)
+    assert re.search(r"│ [1-9]\d*\.\d +│ \d+(\.\d)? m?s +│", chat), chat
 
 
 def test_a_hung_service_raises_service_down_then_resolves(live: Live) -> None:
