@@ -9,6 +9,7 @@ from fastapi.responses import JSONResponse, Response
 
 from services.common.health import health_response
 from services.gateway.readiness import models_payload, probe_backend, readiness_targets, served_model_names
+from services.gateway.response_cache import deterministic
 from services.gateway.routing import resolve
 from services.gateway.state import gateway_state
 from services.gateway.validation import Endpoint, parse_body
@@ -23,6 +24,8 @@ async def _complete(request: Request, endpoint: Endpoint, path: str) -> Response
     route = resolve(body["model"], body)
     if endpoint == "chat" and body.get("conversation") is not None:
         return await state.conversations.chat.complete(path, body, route)
+    if state.responses is not None and deterministic(body):
+        return await state.responses.serve(state.forwarder, path, raw, body, route)
     # The fast path: no store, no re-serialising; the client's bytes go to the backend as they came.
     return await state.forwarder.forward(path, raw, body, route)
 

@@ -1,4 +1,5 @@
-"""The gateway's own metrics, on the app's registry: backend attempts, unanswerable requests, conversation memory."""
+"""The gateway's own metrics, on the app's registry: backend attempts, unanswerable requests, conversation memory,
+the response cache."""
 
 from __future__ import annotations
 
@@ -31,4 +32,12 @@ class GatewayMetrics:
         self.searches = Counter(
             "gateway_conversation_searches", "Conversation searches by the engines that answered",
             ["engines"], registry=registry,
+        )
+        self.response_cache_hits = Counter(
+            "gateway_response_cache_hits", "Deterministic requests answered from the response cache",
+            registry=registry,
+        )
+        self.response_cache_misses = Counter(
+            "gateway_response_cache_misses", "Deterministic requests the response cache did not hold",
+            registry=registry,
         )
