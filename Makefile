@@ -94,6 +94,7 @@ bench: models ## Run the benchmarks; results go to docs/bench/
 	$(BIN)/python -m tests.bench.mcp
 	$(BIN)/python -m tests.bench.serving
 	$(BIN)/python -m tests.bench.monitoring
+	$(BIN)/python -m tests.bench.caches
 
 llama-tools: $(STAMP) ## Build llama-server and llama-batched-bench from the locked llama-cpp-python sdist (cached)
 	$(BIN)/python -m tests.bench.llamacpp

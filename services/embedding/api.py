@@ -37,6 +37,7 @@ async def health(request: Request) -> JSONResponse:
         "threads": settings.thread_count(),
         "batch_size": settings.batch_size,
         "queue_depth": state.pending,
+        "cache": state.cache.state() if state.cache is not None else "off",
     })
 
 

@@ -31,6 +31,7 @@ class Embedded:
     tokens: int | None
     batches: tuple[int, ...] = ()  # texts in each ONNX run, in the order they ran
     token_total: int = 0  # tokens the model read, counted whether or not the caller asked for them
+    per_text_tokens: tuple[int, ...] = ()  # tokens of each text, in the order of the texts
 
 
 def plan_batches(lengths: Sequence[int], batch_size: int, batch_tokens: int) -> list[list[int]]:
@@ -97,4 +98,5 @@ class EmbeddingEngine:
             rows = self.model.embed([texts[i] for i in batch], batch_size=len(batch))
             vectors[batch] = np.stack(list(rows))
         total = sum(lengths)
-        return Embedded(vectors, total if count_tokens else None, tuple(len(b) for b in batches), total)
+        return Embedded(vectors, total if count_tokens else None, tuple(len(b) for b in batches), total,
+                        tuple(lengths))

@@ -20,11 +20,14 @@ class EmbeddingMetrics:
     batch_texts: Histogram
     queue_depth: Gauge
     rejected: Counter
+    cache_hits: Counter
+    cache_misses: Counter
 
     @classmethod
     def create(cls, registry: CollectorRegistry) -> EmbeddingMetrics:
-        return cls(
-            texts=Counter("embedding_texts", "Texts embedded (rate: texts per second).", registry=registry),
+        metrics = cls(
+            texts=Counter("embedding_texts", "Texts the model embedded (rate: texts per second; cache hits are not "
+                          "counted).", registry=registry),
             tokens=Counter("embedding_tokens", "Tokens the model read, after truncation.", registry=registry),
             truncated=Counter(
                 "embedding_truncated_texts", "Texts cut to EMBEDDING_MAX_CHARS before embedding.", registry=registry
@@ -43,7 +46,23 @@ class EmbeddingMetrics:
             rejected=Counter(
                 "embedding_rejected_requests", "Requests refused because the queue was full.", registry=registry
             ),
+            cache_hits=Counter(
+                "embedding_cache_hits", "Texts answered from the vector cache, by tier (memory, disk; a text "
+                "repeated within one request counts as a memory hit).", ["tier"], registry=registry,
+            ),
+            cache_misses=Counter(
+                "embedding_cache_misses", "Texts the cache did not hold, sent to the model.", registry=registry
+            ),
         )
+        for tier in ("memory", "disk"):
+            metrics.cache_hits.labels(tier)  # both series exist from the start, so the hit ratio does too
+        return metrics
+
+    def cache_lookups(self, texts: int, misses: int, from_disk: int) -> None:
+        """Count one request's cache lookups: `misses` distinct texts go to the model."""
+        self.cache_misses.inc(misses)
+        self.cache_hits.labels("disk").inc(from_disk)
+        self.cache_hits.labels("memory").inc(texts - misses - from_disk)
 
     def embedded(self, texts: int, tokens: int, batches: tuple[int, ...]) -> None:
         """Count one finished batch call."""

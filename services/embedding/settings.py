@@ -52,6 +52,21 @@ class EmbeddingSettings(SuiteSettings):
         32, alias="EMBEDDING_MAX_QUEUE", ge=0,
         description="Requests allowed to wait behind the running batch; more get 503 with Retry-After.",
     )
+    cache: bool = Field(
+        True, alias="EMBEDDING_CACHE",
+        description="Keep vectors by content hash (sha256 of model name and text), so a repeated text is not "
+        "embedded again; false turns off both tiers.",
+    )
+    cache_entries: int = Field(
+        20000, alias="EMBEDDING_CACHE_ENTRIES", ge=0,
+        description="Vectors kept in memory (least recently used go first; 384 dims take 1.5 KiB each); "
+        "0 turns the memory tier off.",
+    )
+    cache_disk_mb: int = Field(
+        512, alias="EMBEDDING_CACHE_DISK_MB", ge=0,
+        description="Size of the on-disk tier, DATA_DIR/cache/embeddings.sqlite3, in MiB (oldest entries go "
+        "first); it survives restarts; 0 turns it off.",
+    )
     # 1024 texts of 8000 characters, Korean at 3 bytes each, do not fit the shared 4 MiB default.
     max_body_bytes: int = Field(
         32 * 1024 * 1024, alias="MAX_BODY_BYTES", description="Largest request body accepted, in bytes."
@@ -66,6 +81,9 @@ class EmbeddingSettings(SuiteSettings):
 
     def cache_dir(self) -> Path:
         return self.data_dir / "cache" / "fastembed"
+
+    def vector_cache_path(self) -> Path:
+        return self.data_dir / "cache" / "embeddings.sqlite3"
 
     def thread_count(self) -> int:
         return self.threads or os.cpu_count() or 1

@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse, Response
 from services.common.health import health_response
 from services.gateway.metrics import UNKNOWN_MODEL, counted, gateway_metrics
 from services.gateway.readiness import models_payload, probe_backend, readiness_targets, served_model_names
+from services.gateway.response_cache import deterministic
 from services.gateway.routing import PUBLIC_NAMES, resolve
 from services.gateway.state import gateway_state
 from services.gateway.validation import Endpoint, parse_body
@@ -29,6 +30,8 @@ async def _complete(request: Request, endpoint: Endpoint, path: str) -> Response
         if endpoint == "chat" and body.get("conversation") is not None:
             labels.route = "conversation"
             return labels.answered(await state.conversations.chat.complete(path, body, route))
+        if state.responses is not None and deterministic(body):
+            return labels.answered(await state.responses.serve(state.forwarder, path, raw, body, route))
         # The fast path: no store, no re-serialising; the client's bytes go to the backend as they came.
         return labels.answered(await state.forwarder.forward(path, raw, body, route))
 

@@ -15,6 +15,7 @@ from services.gateway.conversations.service import Conversations
 from services.gateway.embeddings import EmbeddingForwarder
 from services.gateway.metrics import GatewayMetrics
 from services.gateway.proxy import Forwarder
+from services.gateway.response_cache import ResponseCache
 from services.gateway.routing import CHAT, CODE, Cooldowns, Deployment, Router
 from services.gateway.settings import GatewaySettings
 from services.gateway.state import GatewayState
@@ -37,8 +38,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     client = make_client(settings.llm_request_timeout, settings.connect_timeout)
     forwarder = Forwarder(client, router, settings, app.state.metrics)
     conversations = Conversations(settings, client, forwarder, router, app.state.metrics)
+    responses = ResponseCache(settings, app.state.metrics) if settings.response_cache else None
     app.state.gateway = GatewayState(settings, client, forwarder, router, EmbeddingForwarder(client, settings),
-                                     conversations)
+                                     conversations, responses)
     conversations.start()
     try:
         yield

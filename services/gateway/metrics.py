@@ -1,4 +1,5 @@
-"""The gateway's own metrics, on the app's registry: requests, `auto` choices, backends, conversation memory."""
+"""The gateway's own metrics, on the app's registry: requests, `auto` choices, backends, conversation memory,
+the response cache."""
 
 from __future__ import annotations
 
@@ -71,6 +72,14 @@ class GatewayMetrics:
         self.searches = Counter(
             "gateway_conversation_searches", "Conversation searches by the engines that answered",
             ["engines"], registry=registry,
+        )
+        self.response_cache_hits = Counter(
+            "gateway_response_cache_hits", "Deterministic requests answered from the response cache",
+            registry=registry,
+        )
+        self.response_cache_misses = Counter(
+            "gateway_response_cache_misses", "Deterministic requests the response cache did not hold",
+            registry=registry,
         )
         for choice, signal in (("code", s) for s in AUTO_SIGNALS[:4]):
             self.auto_choices.labels(choice, signal)

@@ -108,6 +108,20 @@ class GatewaySettings(SuiteSettings):
         30.0, alias="CONVERSATIONS_RAG_RETRY_SECONDS", gt=0,
         description="Seconds between attempts to bring the RAG mirror up to date while RAG is unreachable.",
     )
+    response_cache: bool = Field(
+        False, alias="GATEWAY_RESPONSE_CACHE",
+        description="Keep the answers of deterministic requests (temperature 0 with an integer seed, n 1; "
+        "streamed ones are replayed) and answer a repeat from memory; never for `conversation` requests.",
+    )
+    response_cache_entries: int = Field(
+        256, alias="GATEWAY_RESPONSE_CACHE_ENTRIES", ge=1, description="Most answers the response cache keeps."
+    )
+    response_cache_mb: int = Field(
+        64, alias="GATEWAY_RESPONSE_CACHE_MB", ge=1, description="Most MiB of answers the response cache keeps."
+    )
+    response_cache_ttl: float = Field(
+        3600.0, alias="GATEWAY_RESPONSE_CACHE_TTL", gt=0, description="Seconds a kept answer stays valid."
+    )
     litellm_config_path: Path | None = Field(
         None, alias="GATEWAY_LITELLM_CONFIG",
         description="Where the litellm engine writes its generated config (default DATA_DIR/gateway/litellm.yaml).",

@@ -10,6 +10,7 @@ from fastapi import Request
 from services.gateway.conversations.service import Conversations
 from services.gateway.embeddings import EmbeddingForwarder
 from services.gateway.proxy import Forwarder
+from services.gateway.response_cache import ResponseCache
 from services.gateway.routing import Router
 from services.gateway.settings import GatewaySettings
 
@@ -24,6 +25,7 @@ class GatewayState:
     router: Router
     embeddings: EmbeddingForwarder
     conversations: Conversations
+    responses: ResponseCache | None = None  # GATEWAY_RESPONSE_CACHE
 
 
 def gateway_state(request: Request) -> GatewayState:

@@ -18,6 +18,8 @@ DEFAULT_COMMANDS = "ls,cat,head,tail,wc,grep,echo,pwd,date,whoami,uname,du,df,so
 STATE_FOLDERS = ("security", "postgresql", "vectors", "conversations", "run", "cache", "backups", "prometheus",
                  "alertmanager")
 DEFAULT_TOOL_LIMITS = '{"run_command": [2, 10], "execute_python": [1, 5], "web_automate": [1, 5]}'
+# Calls of one tool that run at once; the heaviest (a sandboxed interpreter, a scripted browser) get fewer.
+DEFAULT_TOOL_CONCURRENCY = '{"execute_python": 2, "run_command": 4, "web_automate": 4, "web_screenshot": 4}'
 
 
 def _csv(value: object) -> object:
@@ -72,6 +74,15 @@ class McpSettings(SuiteSettings):
     rate_limit_tools: dict[str, tuple[float, int]] = Field(
         default_factory=lambda: json.loads(DEFAULT_TOOL_LIMITS), alias="RATE_LIMIT_TOOLS",
         description='JSON of per-tool [per_second, burst] overrides, e.g. {"run_command": [2, 10]}.',
+    )
+    tool_concurrency: int = Field(
+        8, alias="MCP_TOOL_CONCURRENCY", ge=1,
+        description="Calls of one tool that run at once, from all clients together; more wait their turn. "
+        "Blocking tools run in worker threads, so calls of different tools never wait for each other.",
+    )
+    tool_concurrency_tools: dict[str, int] = Field(
+        default_factory=lambda: json.loads(DEFAULT_TOOL_CONCURRENCY), alias="MCP_TOOL_CONCURRENCY_TOOLS",
+        description='JSON of per-tool overrides of MCP_TOOL_CONCURRENCY, e.g. {"web_scrape": 4}.',
     )
     command_allowlist: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: DEFAULT_COMMANDS.split(","), alias="COMMAND_ALLOWLIST",
@@ -134,6 +145,22 @@ class McpSettings(SuiteSettings):
     def _hosts_with_ports(cls, value: list[str]) -> list[str]:
         parse_allowed_hosts(value)  # a bare host is refused at start-up, not at the first web call
         return value
+
+    @field_validator("tool_concurrency_tools", mode="before")
+    @classmethod
+    def _json_concurrency(cls, value: object) -> object:
+        return json.loads(value) if isinstance(value, str) else value
+
+    @field_validator("tool_concurrency_tools")
+    @classmethod
+    def _positive(cls, value: dict[str, int]) -> dict[str, int]:
+        bad = sorted(name for name, limit in value.items() if limit < 1)
+        if bad:
+            raise ValueError(f"each tool needs a concurrency of at least 1: {', '.join(bad)}")
+        return value
+
+    def concurrency_of(self, tool: str) -> int:
+        return self.tool_concurrency_tools.get(tool, self.tool_concurrency)
 
     @field_validator("rate_limit_tools", mode="before")
     @classmethod

@@ -15,6 +15,7 @@ from services.common.app_factory import harden
 from services.common.errors import ServiceUnavailable, error_response
 from services.common.health import health_response
 from services.common.httpclient import make_client
+from services.common.lru import LruCache
 from services.rag.api import admin, documents, search
 from services.rag.clients.embedding import EmbeddingClient
 from services.rag.clients.gateway import GatewayClient
@@ -60,6 +61,7 @@ def _build_state(settings: RagSettings, metrics: RagMetrics) -> RagState:
         embedder=EmbeddingClient(settings.embedding_url, http, policy, settings.embedding_batch_size),
         gateway=GatewayClient(settings.gateway_url, http, settings.rag_model, settings.rag_llm_timeout,
                               settings.rag_max_answer_tokens),
+        query_vectors=LruCache(settings.query_cache_entries),
     )
 
 

@@ -31,6 +31,8 @@ class RagMetrics:
     bm25_chunks: Gauge
     collection_documents: Gauge
     collection_chunks: Gauge
+    query_cache_hits: Counter
+    query_cache_misses: Counter
 
     @classmethod
     def create(cls, registry: CollectorRegistry) -> RagMetrics:
@@ -69,6 +71,13 @@ class RagMetrics:
             ),
             collection_chunks=Gauge(
                 "rag_collection_chunks", "Chunks indexed, per collection.", ["collection"], registry=registry
+            ),
+            query_cache_hits=Counter(
+                "rag_query_cache_hits", "Retrievals whose query vector came from the query cache.", registry=registry
+            ),
+            query_cache_misses=Counter(
+                "rag_query_cache_misses", "Retrievals whose query was embedded (the query cache did not hold it).",
+                registry=registry,
             ),
         )
         # labelled series appear only once touched; these start at 0 so rates and ratios work from the start

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
+import numpy as np
+
 from services.common.errors import NotFound
 from services.rag.fusion import reciprocal_rank_fusion
 from services.rag.state import RagState
@@ -50,13 +52,32 @@ def _ms(since: float) -> float:
     return (time.perf_counter() - since) * 1000
 
 
+async def query_vector(state: RagState, query: str) -> list[float]:
+    """The query's embedding, from the in-memory cache when the same text was asked before."""
+    cache = state.query_vectors
+    cached = cache.get(query)
+    if cached is not None:
+        state.metrics.query_cache_hits.inc()
+        return cached.tolist()
+    embedded = await state.embedder.embed([query])
+    if cache.enabled:
+        state.metrics.query_cache_misses.inc()
+        if embedded.model != state.query_model:  # another embedding model answers now: older vectors are stale
+            cache.clear()
+            state.query_model = embedded.model
+        vector = np.asarray(embedded.vectors[0], dtype=np.float32)
+        vector.setflags(write=False)
+        cache.put(query, vector)
+    return embedded.vectors[0]
+
+
 async def retrieve(state: RagState, collection: str, query: str, top_k: int, hybrid: bool,
                    endpoint: str = "search") -> tuple[list[Hit], Timings]:
     """The `top_k` best chunks for `query`; 404 when the collection does not exist."""
     started = time.perf_counter()
     timings = Timings()
     t = time.perf_counter()
-    vector = (await state.embedder.embed([query])).vectors[0]
+    vector = await query_vector(state, query)
     timings.embed_ms = _ms(t)
     candidates = max(top_k * CANDIDATES_PER_RESULT, MIN_CANDIDATES)
     t = time.perf_counter()

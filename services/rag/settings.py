@@ -68,6 +68,11 @@ class RagSettings(SuiteSettings):
         1200, alias="RAG_CONTEXT_TOKENS", ge=1, description="Token budget of the context given to the model."
     )
     rag_top_k: int = Field(5, alias="RAG_TOP_K", ge=1, le=100, description="Sources retrieved per question.")
+    query_cache_entries: int = Field(
+        1024, alias="RAG_QUERY_CACHE_ENTRIES", ge=0,
+        description="Query vectors kept in memory, so a repeated question skips the embedding call "
+        "(least recently used go first; 1.5 KiB each); 0 turns the cache off.",
+    )
     rag_hybrid: bool = Field(True, alias="RAG_HYBRID", description="Fuse BM25 with dense search by default.")
     rag_empty_score: float = Field(
         0.2, alias="RAG_EMPTY_SCORE", ge=0, le=1,

@@ -9,9 +9,11 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import httpx
+import numpy as np
 from fastapi import Request
 
 from services.common.errors import ServiceUnavailable
+from services.common.lru import LruCache
 from services.rag.bm25 import BM25Index
 from services.rag.clients.embedding import EmbeddingClient
 from services.rag.clients.gateway import GatewayClient
@@ -41,6 +43,8 @@ class RagState:
     analyzer: TextAnalyzer | None = None
     chunker: Chunker | None = None
     background: set[asyncio.Task[None]] = field(default_factory=set)
+    query_vectors: LruCache[str, np.ndarray] = field(default_factory=lambda: LruCache(0))
+    query_model: str | None = None  # the embedding model the cached query vectors came from
 
     async def ensure_ready(self) -> None:
         """Migrations applied and BM25 loaded; retried on every request until postgres answers."""

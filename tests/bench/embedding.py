@@ -79,7 +79,8 @@ def peak_rss_gb(pid: int) -> float:
 def start_service(models_dir: Path, work: Path, threads: int, batch_size: int) -> Service:
     port = free_port()
     env = {"MODELS_DIR": str(models_dir), "DATA_DIR": str(work), "EMBEDDING_PORT": str(port),
-           "EMBEDDING_THREADS": str(threads), "EMBEDDING_BATCH_SIZE": str(batch_size), "LOG_LEVEL": "WARNING"}
+           "EMBEDDING_THREADS": str(threads), "EMBEDDING_BATCH_SIZE": str(batch_size), "LOG_LEVEL": "WARNING",
+           "EMBEDDING_CACHE": "false"}  # the same texts go every round: measure the model, not the cache
     service = Service("embedding", python_module("services.embedding"), env,
                       f"http://127.0.0.1:{port}/health", work / "embedding.log")
     return service.start(deadline_s=120)

@@ -46,7 +46,8 @@ def base_url(service: Service) -> str:
 def start_embedding(models_dir: Path, work: Path, threads: int) -> Service:
     port = free_port()
     env = {"MODELS_DIR": str(models_dir), "DATA_DIR": str(work / "embedding"), "EMBEDDING_PORT": str(port),
-           "EMBEDDING_THREADS": str(threads), "LOG_LEVEL": "WARNING", "LOG_JSON": "false"}
+           "EMBEDDING_THREADS": str(threads), "LOG_LEVEL": "WARNING", "LOG_JSON": "false",
+           "EMBEDDING_CACHE": "false"}  # the model's own rate; tests.bench.caches measures the cache
     return Service("embedding", python_module("services.embedding"), env, f"http://127.0.0.1:{port}/health",
                    work / "embedding.log").start(deadline_s=180)
 
@@ -65,7 +66,8 @@ def rag_service(models_dir: Path, work: Path, database_url: str, embedding: Serv
     env = {"MODELS_DIR": str(models_dir), "DATA_DIR": str(work / name), "DOCUMENTS_DIR": str(work / "documents"),
            "QDRANT_PATH": str(work / name / "vectors"), "DATABASE_URL": database_url, "RAG_PORT": str(port),
            "EMBEDDING_URL": base_url(embedding), "GATEWAY_URL": base_url(gateway), "CHUNK_TOKENS": str(window[0]),
-           "CHUNK_OVERLAP": str(window[1]), "LOG_LEVEL": "WARNING", "LOG_JSON": "false"}
+           "CHUNK_OVERLAP": str(window[1]), "LOG_LEVEL": "WARNING", "LOG_JSON": "false",
+           "RAG_QUERY_CACHE_ENTRIES": "0"}  # every query embedded, as a first-time question is
     service = Service(name, python_module("services.rag"), env, f"http://127.0.0.1:{port}/health",
                       work / f"{name}.log").start(deadline_s=180)
     try:

@@ -30,7 +30,8 @@ def shared_embedding(models_dir: Path) -> str:
         from services.embedding.app import create_app as create_embedding
         from services.embedding.settings import EmbeddingSettings
 
-        settings = EmbeddingSettings(_env_file=None, MODELS_DIR=models_dir)  # type: ignore[call-arg]
+        settings = EmbeddingSettings(  # type: ignore[call-arg]
+            _env_file=None, MODELS_DIR=models_dir, EMBEDDING_CACHE_DISK_MB=0)  # no cache file in the checkout
         server = ThreadedServer(lambda: create_embedding(settings), lifespan="on").start(deadline_s=60)
         _embedding[models_dir] = server
     url = f"http://127.0.0.1:{server.port}"
@@ -47,7 +48,8 @@ def embedding_server(models_dir: Path, loader: Callable[[Any], Any], *, ready: b
     from services.embedding.app import create_app as create_embedding
     from services.embedding.settings import EmbeddingSettings
 
-    settings = EmbeddingSettings(_env_file=None, MODELS_DIR=models_dir)  # type: ignore[call-arg]
+    settings = EmbeddingSettings(  # type: ignore[call-arg]
+        _env_file=None, MODELS_DIR=models_dir, EMBEDDING_CACHE_DISK_MB=0)  # no cache file in the checkout
     server = ThreadedServer(lambda: create_embedding(settings, loader=loader), lifespan="on").start()
     try:
         url = f"http://127.0.0.1:{server.port}"

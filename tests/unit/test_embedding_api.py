@@ -28,6 +28,8 @@ WEATHER = "Heavy rain and strong winds are expected tomorrow afternoon."
 
 
 def make_settings(models_dir: Path, **env: object) -> EmbeddingSettings:
+    """Settings without the vector cache: these tests watch the model's own batches and counts."""
+    env = {"EMBEDDING_CACHE": False, **env}
     return EmbeddingSettings(_env_file=None, MODELS_DIR=models_dir, **env)  # type: ignore[arg-type]
 
 

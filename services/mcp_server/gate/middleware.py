@@ -17,6 +17,7 @@ from fastmcp.tools.base import ToolResult
 from services.mcp_server.catalog import TOOLS, Risk
 from services.mcp_server.gate.approvals import Gate, iso, running_under
 from services.mcp_server.gate.audit import AuditEntry, AuditWriteError
+from services.mcp_server.gate.concurrency import ToolSlots
 from services.mcp_server.gate.db import PERM_BYPASS, tool_permission
 from services.mcp_server.gate.identity import AuthenticationError
 from services.mcp_server.gate.layer import SecurityLayer
@@ -65,6 +66,7 @@ class SecurityMiddleware(Middleware):
         self.settings = layer.settings
         self.observe = observe
         self.refused = refused
+        self.slots = ToolSlots(layer.settings)
 
     async def on_call_tool(
         self,
@@ -74,7 +76,8 @@ class SecurityMiddleware(Middleware):
         tool, args = context.message.name, context.message.arguments or {}
         started = time.perf_counter()
         if not self.layer.active:
-            return await self._timed(tool, started, call_next(context))
+            async with self.slots.slot(tool):
+                return await self._timed(tool, started, call_next(context))
         identity, request_id, bound = UNKNOWN, None, None
         try:
             identity = self.layer.identity.resolve()
@@ -89,8 +92,10 @@ class SecurityMiddleware(Middleware):
                 self._refused(tool, exc.reason)
             raise ToolError(str(exc)) from None
         try:
-            with running_under(bound):
-                result = await call_next(context)
+            # FastMCP runs a blocking (sync) tool in a worker thread; the slot bounds how many run at once
+            async with self.slots.slot(tool):
+                with running_under(bound):
+                    result = await call_next(context)
         except asyncio.CancelledError:
             self._finish(identity, tool, args, "error", started, "cancelled", request_id)
             raise
