@@ -27,7 +27,8 @@ def create_app(settings: McpSettings | None = None, *, families: Iterable[str | 
     metrics = ToolMetrics.create(registry)
     mcp, layer = build_server(settings, families, observe=metrics.observe, refused=metrics.refused)
     checks = AuditChecks(layer)
-    registry.register(SecurityCollector(layer, checks))
+    collector = SecurityCollector(layer, checks)
+    registry.register(collector)
     # Host/Origin checks stop DNS-rebinding pages from reaching a loopback server through the browser.
     mcp_app = mcp.http_app(path="/mcp", host_origin_protection="auto")
 
@@ -43,6 +44,7 @@ def create_app(settings: McpSettings | None = None, *, families: Iterable[str | 
                 verifying.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await verifying
+            collector.close()
             layer.close()
 
     app = FastAPI(title="Local AI Suite MCP server", lifespan=lifespan)

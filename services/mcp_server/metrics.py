@@ -14,6 +14,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from services.mcp_server.catalog import TOOLS
+from services.mcp_server.gate.approvals import count_pending, decisions_since
 from services.mcp_server.gate.audit_verify import UNCHECKED, VerifyResult, verify
 from services.mcp_server.gate.layer import SecurityLayer
 
@@ -102,11 +103,16 @@ class AuditChecks:
 
 
 class SecurityCollector(Collector):
-    """Approvals, the audit writer and the last chain verification, read at each scrape."""
+    """Approvals, the audit writer and the last chain verification, read at each scrape.
+
+    Approvals are read through a read-only connection of its own: in WAL mode a reader never waits for a
+    writer, so a scrape cannot stall the event loop behind a decision being written.
+    """
 
     def __init__(self, layer: SecurityLayer, checks: AuditChecks) -> None:
         self.layer = layer
         self.checks = checks
+        self._conn: sqlite3.Connection | None = None
         self.wait = Histogram("mcp_approval_wait_seconds", "Time from an approval request to its decision.",
                               buckets=APPROVAL_BUCKETS, registry=None)
         self._since = time.time()  # decisions made before the server started are not this server's to time
@@ -118,9 +124,12 @@ class SecurityCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         try:
-            pending: int | None = self.layer.approvals.pending_count()
+            if self._conn is None:
+                self._conn = sqlite3.connect(f"{self.layer.db_path.as_uri()}?mode=ro", uri=True, timeout=1.0,
+                                             check_same_thread=False)
+            pending: int | None = count_pending(self._conn, time.time())
             # decisions come from `ai-approvals` in other processes too: the database is where they meet
-            for decided_at, waited in self.layer.approvals.decisions_since(self._since):
+            for decided_at, waited in decisions_since(self._conn, self._since):
                 self.wait.observe(max(0.0, waited))
                 self._since = decided_at
         except sqlite3.Error as exc:
@@ -130,6 +139,11 @@ class SecurityCollector(Collector):
         yield from self.wait.collect()
         if self.checks.ok is not None and self.checks.at is not None:
             yield from self._verification(1.0 if self.checks.ok else 0.0, self.checks.at)
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
 
     def _gauges(self, pending: int | None) -> Iterator[Metric]:
         if pending is not None:

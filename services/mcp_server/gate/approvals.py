@@ -259,21 +259,6 @@ class ApprovalStore:
         with self._lock:
             return self._get(request_id)
 
-    def pending_count(self) -> int:
-        """Requests waiting for a decision now (expired ones left out)."""
-        with self._lock:
-            row = self._conn.execute("SELECT count(*) FROM approval_requests WHERE status = 'pending'"
-                                     " AND expires_at > ?", (self.clock(),)).fetchone()
-        return int(row[0])
-
-    def decisions_since(self, since: float) -> list[tuple[float, float]]:
-        """(decided at, seconds waited) of every approval or rejection made after `since`, oldest first."""
-        with self._lock:
-            rows = self._conn.execute(
-                "SELECT decided_at, decided_at - created_at FROM approval_requests WHERE decided_at > ?"
-                " ORDER BY decided_at", (since,)).fetchall()
-        return [(float(row[0]), float(row[1])) for row in rows]
-
     def find(self, user: str | None = None, states: tuple[str, ...] = (), limit: int = 200) -> list[ApprovalRequest]:
         """Newest first, optionally one user's, optionally only in the given (effective) states."""
         query, params = "SELECT * FROM approval_requests", []
@@ -286,6 +271,20 @@ class ApprovalStore:
         if states:
             found = [req for req in found if req.state(now) in states]
         return found[:limit]
+
+
+def count_pending(conn: sqlite3.Connection, now: float) -> int:
+    """Requests waiting for a decision at `now` (expired ones left out)."""
+    row = conn.execute("SELECT count(*) FROM approval_requests WHERE status = 'pending' AND expires_at > ?",
+                       (now,)).fetchone()
+    return int(row[0])
+
+
+def decisions_since(conn: sqlite3.Connection, since: float) -> list[tuple[float, float]]:
+    """(decided at, seconds waited) of every approval or rejection made after `since`, oldest first."""
+    rows = conn.execute("SELECT decided_at, decided_at - created_at FROM approval_requests WHERE decided_at > ?"
+                        " ORDER BY decided_at", (since,)).fetchall()
+    return [(float(row[0]), float(row[1])) for row in rows]
 
 
 def decide_and_record(
