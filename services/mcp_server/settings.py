@@ -78,7 +78,7 @@ class McpSettings(SuiteSettings):
     tool_concurrency: int = Field(
         8, alias="MCP_TOOL_CONCURRENCY", ge=1,
         description="Calls of one tool that run at once, from all clients together; more wait their turn. "
-        "Blocking tools run in worker threads, so calls of different tools never wait for each other.",
+        "Blocking tools run in worker threads, so slow calls overlap instead of queueing.",
     )
     tool_concurrency_tools: dict[str, int] = Field(
         default_factory=lambda: json.loads(DEFAULT_TOOL_CONCURRENCY), alias="MCP_TOOL_CONCURRENCY_TOOLS",

@@ -4,7 +4,6 @@ across restarts, and a cache that cannot work degrading to none."""
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -14,9 +13,10 @@ import numpy as np
 import pytest
 
 from services.embedding.app import create_app
-from services.embedding.engine import Embedded, EmbeddingEngine
+from services.embedding.engine import EmbeddingEngine
 from services.embedding.settings import EmbeddingSettings
 from tests.support.asgi import in_process, wait_ready
+from tests.support.embedding import CountingEngine
 
 CORPUS = [
     "How do I read a text file in Python?",
@@ -24,25 +24,6 @@ CORPUS = [
     "Steep coarse ground coffee in a French press for four minutes.",
     "파일을 읽는 방법을 알려 주세요.",
 ]
-
-
-class CountingEngine:
-    """The real engine, counting the texts each model call receives."""
-
-    def __init__(self, engine: EmbeddingEngine) -> None:
-        self.engine = engine
-        self.dim = engine.dim
-        self.calls: list[list[str]] = []
-        self._lock = threading.Lock()
-
-    def embed(self, texts: list[str], count_tokens: bool = False) -> Embedded:
-        with self._lock:
-            self.calls.append(list(texts))
-        return self.engine.embed(texts, count_tokens)
-
-    @property
-    def texts(self) -> int:
-        return sum(len(call) for call in self.calls)
 
 
 @pytest.fixture(scope="module")
