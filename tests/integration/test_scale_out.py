@@ -10,6 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from services.stack.runner import Stack
 from tests.support.procs import Service, free_port, python_module
 
 pytestmark = pytest.mark.integration
@@ -73,3 +74,28 @@ def test_a_stopped_replica_is_failed_over(pool: tuple[str, Service]) -> None:
         readiness = client.get("/health/readiness").json()
     assert readiness["dependencies"]["chat-7b"] == "ok"
     assert readiness["backends"]["chat-7b"][replica.health_url.replace("/health", "/v1")].startswith("unavailable")
+
+
+def completions_served(base_url: str) -> float:
+    """The chat completions an inference service answered, from its /metrics."""
+    text = httpx.get(f"{base_url}/metrics", timeout=30, trust_env=False).text
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith("http_requests_total{") and 'handler="/v1/chat/completions"' in line)
+
+
+def test_native_replicas_share_the_requests(models_dir: Path, tmp_path: Path) -> None:
+    gateway_port, inference_port = free_port(), free_port()
+    env = {"API_GATEWAY_PORT": str(gateway_port), "INFERENCE_PORT": str(inference_port),
+           "DATA_DIR": str(tmp_path / "data"), "MODELS_DIR": str(models_dir), "LLM_REQUEST_TIMEOUT": "120",
+           "LOG_JSON": "false", "N_CTX": "512", "N_THREADS": "1"}
+    stack = Stack("p1", env=env, replicas={"inference-chat": 2})
+    replica_port = stack.services["inference-chat-2"].ports[0].port
+    stack.up()
+    try:
+        with ThreadPoolExecutor(4) as threads:
+            responses = list(threads.map(lambda _: ask(f"http://127.0.0.1:{gateway_port}"), range(4)))
+        assert [r.status_code for r in responses] == [200] * 4, [r.text for r in responses]
+        served = [completions_served(f"http://127.0.0.1:{port}") for port in (inference_port, replica_port)]
+        assert sum(served) == 4 and min(served) >= 1, served
+    finally:
+        stack.down()
