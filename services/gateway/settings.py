@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
+from dotenv import dotenv_values
 from pydantic import Field, field_validator
 
 from services.common.settings import SuiteSettings
@@ -26,8 +27,13 @@ class ExtraBackend:
 
     @property
     def api_key(self) -> str | None:
-        """The key from the named environment variable (None: the gateway's default key)."""
-        return os.environ.get(self.key_env) if self.key_env else None
+        """The key from the named variable, in the environment or `.env` (None: the gateway's default key)."""
+        if not self.key_env:
+            return None
+        if self.key_env in os.environ:
+            return os.environ[self.key_env]
+        env_file = Path(".env")
+        return dotenv_values(env_file).get(self.key_env) if env_file.is_file() else None
 
 
 def parse_backend_list(raw: str, default_model: str) -> list[ExtraBackend]:
@@ -74,7 +80,7 @@ class GatewaySettings(SuiteSettings):
         "", alias="CHAT_API_BASES",
         description="More OpenAI-compatible backends of the chat model, comma-separated; each entry is a base URL, "
         "optionally followed by `|model=NAME` (what that engine calls the model; default CHAT_BACKEND_MODEL) and "
-        "`|key_env=VAR` (the environment variable that holds its API key; default BACKEND_API_KEY). "
+        "`|key_env=VAR` (the variable, in the environment or .env, that holds its API key; default BACKEND_API_KEY). "
         "Requests go to the least busy healthy backend.",
     )
     code_api_bases: str = Field(

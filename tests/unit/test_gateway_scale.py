@@ -161,3 +161,13 @@ def test_litellm_config_puts_extra_backends_in_the_models_group(monkeypatch: pyt
     assert [(p["api_base"], p["model"], p["api_key"]) for p in chat] == [
         ("http://a/v1", "openai/chat-7b", "none"), ("http://gpu1:8000/v1", "openai/qwen", "os.environ/GPU1_KEY")]
     assert config["router_settings"]["routing_strategy"] == "least-busy"
+
+
+def test_a_backend_key_may_come_from_the_env_file(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / ".env").write_text("GPU9_KEY=from-file\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("GPU9_KEY", raising=False)
+    settings = GatewaySettings(_env_file=None, CHAT_API_BASES="http://gpu9:8000/v1|key_env=GPU9_KEY")
+    assert settings.extra_backends("chat")[0].api_key == "from-file"
+    monkeypatch.setenv("GPU9_KEY", "from-environment")
+    assert settings.extra_backends("chat")[0].api_key == "from-environment"
