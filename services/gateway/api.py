@@ -9,7 +9,13 @@ from fastapi.responses import JSONResponse, Response
 
 from services.common.health import health_response
 from services.gateway.metrics import UNKNOWN_MODEL, counted, gateway_metrics
-from services.gateway.readiness import models_payload, probe_backend, readiness_targets, served_model_names
+from services.gateway.readiness import (
+    models_payload,
+    pooled_checks,
+    probe_backend,
+    readiness_targets,
+    served_model_names,
+)
 from services.gateway.response_cache import deterministic
 from services.gateway.routing import PUBLIC_NAMES, resolve
 from services.gateway.state import gateway_state
@@ -77,10 +83,15 @@ async def readiness(request: Request) -> JSONResponse:
     """Readiness: every backend, the embedding service included when configured, answers its health check."""
     gateway = gateway_state(request)
     targets = readiness_targets(gateway.settings, gateway.router)
-    bases = sorted(set(targets.values()))
+    bases = sorted({*targets.values(), *(d.api_base for d in gateway.router.backends())})
     states = dict(zip(bases, await asyncio.gather(*(probe_backend(gateway.client, b) for b in bases)), strict=True))
     checks = {name: states[base] for name, base in targets.items()}
+    pooled, backends = pooled_checks(gateway.router, states)
+    checks.update(pooled)
     checks["conversations"] = gateway.conversations.health()
     cooling = gateway.router.cooldowns.cooling()
-    info = {"cooldown_seconds_left": cooling, "conversation_search": gateway.conversations.search_engines()}
+    info: dict[str, object] = {"cooldown_seconds_left": cooling,
+                               "conversation_search": gateway.conversations.search_engines()}
+    if backends:
+        info["backends"] = backends
     return health_response("gateway", checks, info=info)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import httpx
 from fastapi import FastAPI
 
 from services.common.app_factory import harden
@@ -15,6 +18,7 @@ from services.gateway.conversations.service import Conversations
 from services.gateway.embeddings import EmbeddingForwarder
 from services.gateway.metrics import GatewayMetrics
 from services.gateway.proxy import Forwarder
+from services.gateway.readiness import queue_depth
 from services.gateway.response_cache import ResponseCache
 from services.gateway.routing import CHAT, CODE, Cooldowns, Deployment, Router
 from services.gateway.settings import GatewaySettings
@@ -29,10 +33,29 @@ def deployments_from(settings: GatewaySettings) -> dict[str, Deployment]:
     }
 
 
+def extra_deployments_from(settings: GatewaySettings) -> dict[str, list[Deployment]]:
+    """The further backends of each model (CHAT_API_BASES, CODE_API_BASES)."""
+    return {
+        name: [Deployment(name, b.api_base, b.backend_model, b.api_key) for b in settings.extra_backends(which)]
+        for name, which in ((CHAT, "chat"), (CODE, "code"))
+    }
+
+
+async def poll_queue_depths(client: httpx.AsyncClient, router: Router, seconds: float) -> None:
+    """Keep each backend's reported queue depth fresh, for the least-busy choice."""
+    while True:
+        bases = sorted({d.api_base for d in router.backends()})
+        depths = await asyncio.gather(*(queue_depth(client, base) for base in bases))
+        for base, depth in zip(bases, depths, strict=True):
+            router.load.queue_depth[base] = depth
+        await asyncio.sleep(seconds)
+
+
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: GatewaySettings = app.state.settings
-    router = Router(deployments_from(settings), Cooldowns(settings.cooldown_seconds))
+    router = Router(deployments_from(settings), Cooldowns(settings.cooldown_seconds),
+                    extra_deployments_from(settings))
     app.state.metrics.watch_backends(
         router.deployments, lambda name: router.cooldowns.remaining(router.deployments[name].api_base) > 0)
     client = make_client(settings.llm_request_timeout, settings.connect_timeout)
@@ -42,9 +65,16 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.gateway = GatewayState(settings, client, forwarder, router, EmbeddingForwarder(client, settings),
                                      conversations, responses)
     conversations.start()
+    poller = None
+    if settings.backend_poll_seconds > 0 and any(len(pool) > 1 for pool in router.pools.values()):
+        poller = asyncio.create_task(poll_queue_depths(client, router, settings.backend_poll_seconds))
     try:
         yield
     finally:
+        if poller is not None:
+            poller.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await poller
         await conversations.close()
         await client.aclose()
 

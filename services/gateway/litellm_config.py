@@ -36,19 +36,38 @@ def build_litellm_config(settings: GatewaySettings) -> dict:
         }
         for name, (api_base, backend_model) in backends.items()
     ]
+    # Further backends of a model join its group; LiteLLM spreads a group's requests by its routing strategy.
+    model_list += [
+        {
+            "model_name": name,
+            "litellm_params": {
+                "model": f"openai/{extra.backend_model}",
+                "api_base": extra.api_base,
+                "api_key": f"os.environ/{extra.key_env}" if extra.key_env else key_ref,
+                "timeout": settings.llm_request_timeout,
+                "max_retries": 0,
+            },
+        }
+        for name, which in ((CHAT, "chat"), (CODE, "code"))
+        for extra in settings.extra_backends(which)
+    ]
+    pooled = len(model_list) > len(backends)
     model_list += embedding_entries(settings, key_ref)
+    router_settings: dict[str, object] = {
+        "num_retries": settings.max_retries,
+        "timeout": settings.llm_request_timeout,
+        "cooldown_time": settings.cooldown_seconds,
+        "allowed_fails": 1,
+        # LiteLLM looks fallbacks up by the requested group name, so each alias needs its own entry.
+        "fallbacks": [{name: list(targets)} for name, targets in FALLBACKS.items()]
+        + [{alias: list(FALLBACKS[target])} for alias, target in ALIASES.items()],
+        "model_group_alias": dict(ALIASES),
+    }
+    if pooled:
+        router_settings["routing_strategy"] = "least-busy"
     return {
         "model_list": model_list,
-        "router_settings": {
-            "num_retries": settings.max_retries,
-            "timeout": settings.llm_request_timeout,
-            "cooldown_time": settings.cooldown_seconds,
-            "allowed_fails": 1,
-            # LiteLLM looks fallbacks up by the requested group name, so each alias needs its own entry.
-            "fallbacks": [{name: list(targets)} for name, targets in FALLBACKS.items()]
-            + [{alias: list(FALLBACKS[target])} for alias, target in ALIASES.items()],
-            "model_group_alias": dict(ALIASES),
-        },
+        "router_settings": router_settings,
         "litellm_settings": {
             "request_timeout": settings.llm_request_timeout,
             "telemetry": False,

@@ -6,7 +6,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from urllib.parse import quote
 
@@ -167,14 +167,44 @@ class Forwarder:
             f"no model backend is available: {tried}", retry_after=seconds, code="backends_unavailable"
         )
 
+    def _headers_for(self, deployment: Deployment) -> dict[str, str]:
+        if deployment.api_key is None:
+            return self.headers
+        return {**self.headers, "authorization": f"Bearer {deployment.api_key}"}
+
     async def _attempt(self, deployment: Deployment, path: str, payload: bytes, remaining: float,
                        stream: bool) -> Response:
+        """One request to one backend, counted in its in-flight load until the answer (or stream) ends."""
+        load = self.router.load
+        load.acquire(deployment.api_base)
+        released = False
+
+        def release() -> None:
+            nonlocal released
+            if not released:
+                released = True
+                load.release(deployment.api_base)
+
+        try:
+            if stream:
+                response = await self._attempt_stream(deployment, path, payload, remaining, release)
+                if not isinstance(response, StreamingResponse):
+                    release()
+                return response
+            return await self._attempt_plain(deployment, path, payload, remaining)
+        except BaseException:
+            release()
+            raise
+        finally:
+            if not stream:
+                release()
+
+    async def _attempt_plain(self, deployment: Deployment, path: str, payload: bytes, remaining: float) -> Response:
         url = deployment.api_base + path
-        if stream:
-            return await self._attempt_stream(url, payload, remaining)
         timeout = httpx.Timeout(remaining, connect=min(self.settings.connect_timeout, remaining))
         try:
-            upstream = await self.client.post(url, content=payload, headers=self.headers, timeout=timeout)
+            upstream = await self.client.post(url, content=payload, headers=self._headers_for(deployment),
+                                              timeout=timeout)
         except httpx.TransportError as exc:
             raise BackendFailed(describe_transport_error(exc)) from exc
         if upstream.status_code >= 500:
@@ -182,9 +212,12 @@ class Forwarder:
         headers = {k: upstream.headers[k] for k in PASSED_HEADERS if k in upstream.headers}
         return Response(upstream.content, status_code=upstream.status_code, headers=headers)
 
-    async def _attempt_stream(self, url: str, payload: bytes, remaining: float) -> Response:
+    async def _attempt_stream(self, deployment: Deployment, path: str, payload: bytes, remaining: float,
+                              done: Callable[[], None]) -> Response:
+        url = deployment.api_base + path
         timeout = httpx.Timeout(self.settings.llm_request_timeout, connect=self.settings.connect_timeout)
-        request = self.client.build_request("POST", url, content=payload, headers=self.headers, timeout=timeout)
+        request = self.client.build_request("POST", url, content=payload, headers=self._headers_for(deployment),
+                                            timeout=timeout)
         upstream: httpx.Response | None = None
         try:
             # The first chunk is read before answering, so a backend that dies before its first
@@ -205,10 +238,11 @@ class Forwarder:
                 await upstream.aclose()
             raise BackendFailed(describe_transport_error(exc)) from exc
         media_type = upstream.headers.get("content-type", "text/event-stream")
-        return StreamingResponse(relay(upstream, chunks, first), media_type=media_type)
+        return StreamingResponse(relay(upstream, chunks, first, done), media_type=media_type)
 
 
-async def relay(upstream: httpx.Response, chunks: AsyncIterator[bytes], first: bytes) -> AsyncIterator[bytes]:
+async def relay(upstream: httpx.Response, chunks: AsyncIterator[bytes], first: bytes,
+                done: Callable[[], None] | None = None) -> AsyncIterator[bytes]:
     """Pass SSE bytes through whole events, so a broken stream can end with a clean in-band error."""
     pending = first
     try:
@@ -229,5 +263,7 @@ async def relay(upstream: httpx.Response, chunks: AsyncIterator[bytes], first: b
     finally:
         # Shielded: on a client disconnect this runs inside a cancelled scope, and the upstream
         # connection must still be closed so the backend stops generating.
+        if done is not None:
+            done()
         with anyio.CancelScope(shield=True):
             await upstream.aclose()

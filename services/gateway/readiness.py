@@ -26,11 +26,34 @@ def models_payload(settings: GatewaySettings) -> dict:
 
 
 def readiness_targets(settings: GatewaySettings, router: Router) -> dict[str, str]:
-    """Dependency name -> OpenAI base URL for every backend the readiness check probes."""
+    """Dependency name -> OpenAI base URL for every backend the readiness check probes (a model's first)."""
     targets = {d.name: d.api_base for d in router.deployments.values()}
     if settings.embedding_api_base:
         targets[EMBEDDING] = settings.embedding_api_base
     return targets
+
+
+def pooled_checks(router: Router, states: dict[str, str]) -> tuple[dict[str, str], dict[str, dict[str, str]]]:
+    """Per model: "ok" when any of its backends answers (else its first backend's reason), and per model with
+    several backends, each backend's state."""
+    checks: dict[str, str] = {}
+    detail: dict[str, dict[str, str]] = {}
+    for name, pool in router.pools.items():
+        per_base = {d.api_base: states[d.api_base] for d in pool}
+        checks[name] = "ok" if "ok" in per_base.values() else per_base[pool[0].api_base]
+        if len(pool) > 1:
+            detail[name] = per_base
+    return checks, detail
+
+
+async def queue_depth(client: httpx.AsyncClient, api_base: str) -> int:
+    """Requests waiting at the backend, from its /health `queue_depth` (0 where it reports none or is down)."""
+    try:
+        response = await client.get(f"{api_base.removesuffix('/v1')}/health", timeout=READINESS_TIMEOUT)
+        depth = response.json().get("queue_depth") if response.status_code == 200 else 0
+    except (httpx.TransportError, ValueError, AttributeError):
+        return 0
+    return depth if isinstance(depth, int) and not isinstance(depth, bool) and depth > 0 else 0
 
 
 async def probe_backend(client: httpx.AsyncClient, api_base: str) -> str:

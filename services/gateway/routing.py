@@ -1,4 +1,4 @@
-"""Model names, `auto` routing, priority fallback and backend cooldown."""
+"""Model names, `auto` routing, least-busy choice among a model's backends, priority fallback and cooldown."""
 
 from __future__ import annotations
 
@@ -19,11 +19,12 @@ PUBLIC_NAMES = (CHAT, CODE, AUTO, *ALIASES)
 
 @dataclass(frozen=True)
 class Deployment:
-    """One backend model: the public name, where it lives and what the backend calls it."""
+    """One backend model: the public name, where it lives, what the backend calls it and the key it wants."""
 
     name: str
     api_base: str
     backend_model: str
+    api_key: str | None = None  # None: the gateway's BACKEND_API_KEY (or API_KEY)
 
 
 @dataclass(frozen=True)
@@ -84,22 +85,57 @@ class Cooldowns:
         return {key: left for key in list(self._until) if (left := self.remaining(key)) > 0}
 
 
-class Router:
-    """Orders the deployments for a route: preferred first, cooled-down ones last."""
+class Load:
+    """How busy each backend is, keyed by base URL: requests in flight through the gateway, and the queue
+    depth the backend last reported on its /health (0 where it reports none)."""
 
-    def __init__(self, deployments: dict[str, Deployment], cooldowns: Cooldowns) -> None:
-        self.deployments = deployments
+    def __init__(self) -> None:
+        self.in_flight: dict[str, int] = {}
+        self.queue_depth: dict[str, int] = {}
+
+    def acquire(self, key: str) -> None:
+        self.in_flight[key] = self.in_flight.get(key, 0) + 1
+
+    def release(self, key: str) -> None:
+        left = self.in_flight.get(key, 0) - 1
+        if left > 0:
+            self.in_flight[key] = left
+        else:
+            self.in_flight.pop(key, None)
+
+    def of(self, key: str) -> int:
+        return self.in_flight.get(key, 0) + self.queue_depth.get(key, 0)
+
+
+class Router:
+    """Orders the deployments for a route: the model's least busy healthy backend first, then its other
+    backends, then the fallback model's, cooled-down ones last."""
+
+    def __init__(self, deployments: dict[str, Deployment], cooldowns: Cooldowns,
+                 extra: dict[str, list[Deployment]] | None = None) -> None:
+        self.deployments = deployments  # the first backend of each model
+        self.pools: dict[str, list[Deployment]] = {
+            name: [first, *(extra or {}).get(name, [])] for name, first in deployments.items()
+        }
         self.cooldowns = cooldowns
+        self.load = Load()
+
+    def backends(self) -> list[Deployment]:
+        """Every backend of every model, each once."""
+        return [d for pool in self.pools.values() for d in pool]
 
     def plan(self, first: str) -> Iterator[tuple[Deployment, bool]]:
-        """Yield (deployment, cooling) in priority order, judged afresh before each deployment.
+        """Yield (deployment, cooling) in order, judged afresh before each deployment.
 
-        A deployment in cooldown is still tried, once and after the fresh ones: its backend may have been
-        restarted since it failed, and a refused connection costs well under a millisecond on loopback.
+        Within a model the least busy backend goes first (ties keep the configured order); the requested
+        model's backends go before its fallback's. A deployment in cooldown is still tried, once and after
+        the fresh ones: its backend may have been restarted since it failed, and a refused connection
+        costs well under a millisecond on loopback.
         """
-        pending = [self.deployments[n] for n in (first, *FALLBACKS.get(first, ())) if n in self.deployments]
+        names = [n for n in (first, *FALLBACKS.get(first, ())) if n in self.pools]
+        pending = [(rank, index, d) for rank, n in enumerate(names) for index, d in enumerate(self.pools[n])]
         while pending:
-            fresh = [d for d in pending if self.cooldowns.remaining(d.api_base) <= 0]
-            pick = fresh[0] if fresh else pending[0]
+            fresh = [p for p in pending if self.cooldowns.remaining(p[2].api_base) <= 0]
+            pick = min(fresh or pending, key=lambda p: (p[0], self.load.of(p[2].api_base), p[1]))
             pending.remove(pick)
-            yield pick, not fresh
+            yield pick[2], not fresh

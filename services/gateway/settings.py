@@ -2,12 +2,60 @@
 
 from __future__ import annotations
 
+import os
+import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
+from dotenv import dotenv_values
 from pydantic import Field, field_validator
 
 from services.common.settings import SuiteSettings
+
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+@dataclass(frozen=True)
+class ExtraBackend:
+    """One more OpenAI-compatible backend of a model, from CHAT_API_BASES or CODE_API_BASES."""
+
+    api_base: str
+    backend_model: str
+    key_env: str | None = None
+
+    @property
+    def api_key(self) -> str | None:
+        """The key from the named variable, in the environment or `.env` (None: the gateway's default key)."""
+        if not self.key_env:
+            return None
+        if self.key_env in os.environ:
+            return os.environ[self.key_env]
+        env_file = Path(".env")
+        return dotenv_values(env_file).get(self.key_env) if env_file.is_file() else None
+
+
+def parse_backend_list(raw: str, default_model: str) -> list[ExtraBackend]:
+    """`URL[|model=NAME][|key_env=VAR], ...` -> backends; a malformed entry raises ValueError."""
+    backends = []
+    for entry in (e.strip() for e in raw.split(",")):
+        if not entry:
+            continue
+        url, *options = (part.strip() for part in entry.split("|"))
+        parsed = urlsplit(url)
+        if parsed.scheme not in ("http", "https") or not parsed.hostname:
+            raise ValueError(f"backend {url!r} is not an http(s) URL")
+        fields: dict[str, str] = {}
+        for option in options:
+            key, sep, val = option.partition("=")
+            if not sep or key not in ("model", "key_env") or not val:
+                raise ValueError(f"backend option {option!r} is not model=NAME or key_env=VAR")
+            if key == "key_env" and not _ENV_NAME.fullmatch(val):
+                raise ValueError(f"key_env {val!r} is not an environment variable name")
+            fields[key] = val
+        backends.append(ExtraBackend(url.rstrip("/"), fields.get("model", default_model), fields.get("key_env")))
+    return backends
 
 
 class GatewaySettings(SuiteSettings):
@@ -27,6 +75,22 @@ class GatewaySettings(SuiteSettings):
     )
     code_backend_model: str = Field(
         "code-7b", alias="CODE_BACKEND_MODEL", description="Model name the code backend answers to."
+    )
+    chat_api_bases: str = Field(
+        "", alias="CHAT_API_BASES",
+        description="More OpenAI-compatible backends of the chat model, comma-separated; each entry is a base URL, "
+        "optionally followed by `|model=NAME` (what that engine calls the model; default CHAT_BACKEND_MODEL) and "
+        "`|key_env=VAR` (the variable, in the environment or .env, that holds its API key; default BACKEND_API_KEY). "
+        "Requests go to the least busy healthy backend.",
+    )
+    code_api_bases: str = Field(
+        "", alias="CODE_API_BASES",
+        description="More backends of the code model, written as CHAT_API_BASES (default model CODE_BACKEND_MODEL).",
+    )
+    backend_poll_seconds: float = Field(
+        2.0, alias="GATEWAY_BACKEND_POLL_SECONDS", ge=0,
+        description="Seconds between reads of each backend's /health queue depth, done while a model has more than "
+        "one backend (0: never; the gateway's own in-flight count still spreads the load).",
     )
     embedding_api_base: str | None = Field(
         None, alias="EMBEDDING_API_BASE",
@@ -134,6 +198,18 @@ class GatewaySettings(SuiteSettings):
         if value is None:
             return None
         return value.strip().rstrip("/") or None
+
+    @field_validator("chat_api_bases", "code_api_bases")
+    @classmethod
+    def _backend_list_parses(cls, value: str) -> str:
+        parse_backend_list(value, "default")  # raises on a malformed entry, at startup
+        return value
+
+    def extra_backends(self, which: str) -> list[ExtraBackend]:
+        """The extra backends of the "chat" or "code" model, with their model names and keys resolved."""
+        raw, default_model = ((self.chat_api_bases, self.chat_backend_model) if which == "chat"
+                              else (self.code_api_bases, self.code_backend_model))
+        return parse_backend_list(raw, default_model)
 
     def embedding_model_names(self) -> list[str]:
         """Names routed to the embedding service: `embedding`, the model, its short name, the aliases; none if unset."""

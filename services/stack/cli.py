@@ -17,6 +17,7 @@ from services.stack import cli_views
 from services.stack.compose import ComposeError, load_project
 from services.stack.interpolate import InterpolationError
 from services.stack.procs import State
+from services.stack.replicas import ReplicaError, parse_replicas
 from services.stack.runner import MONITORING_FILE, PHASES, ROOT, Stack, StackError, load_variables
 
 EXAMPLES = """\
@@ -29,6 +30,9 @@ examples:
   ai-suite logs rag --grep ID      the lines of rag's log (rotated files too) that hold a request id
   ai-suite up p3 --monitoring      also Prometheus (:9090), Alertmanager (:9093), node-exporter and the alert
                                    receiver; `status` then shows the active alerts (docs/monitoring.md)
+  ai-suite up p2 --replicas inference-chat=2
+                                   a second inference-chat on the next free port, which the gateway
+                                   spreads requests over (docs/scaling.md)
   ai-suite down                    stop everything the runner started (SIGTERM, then SIGKILL)
 
 `up` leaves a supervisor running: a service that exits, crashes or stops answering its health check is
@@ -67,6 +71,9 @@ def _parser() -> argparse.ArgumentParser:
                         help="start a phase's services in dependency order, gated on health, and supervise them")
     up.add_argument("phase", choices=PHASES, help=phase_help)
     up.add_argument("--gpu", action="store_true", help="apply docker/compose.<phase>.gpu.yml (GPU layers)")
+    up.add_argument("--replicas", action="append", default=[], metavar="SERVICE=N",
+                    help="run N copies of an inference service on the next free ports, registered with the "
+                    "gateway (CHAT_API_BASES / CODE_API_BASES), e.g. inference-chat=2; repeatable")
     up.add_argument("--monitoring", action="store_true",
                     help="apply docker/compose.monitoring.yml: Prometheus, Alertmanager, node-exporter, alerts")
 
@@ -130,15 +137,15 @@ def _latest_phase(root: Path) -> str:
 
 
 def _stack(args: argparse.Namespace, phase: str | None = None, gpu: bool = False,
-           monitoring: bool | None = None) -> Stack:
+           monitoring: bool | None = None, replicas: dict[str, int] | None = None) -> Stack:
     """The stack to act on; `monitoring` None includes the monitoring overlay when its services were started."""
     stack = Stack(phase or _latest_phase(args.root), root=args.root, env_file=args.env_file, gpu=gpu,
-                  monitoring=bool(monitoring))
+                  monitoring=bool(monitoring), replicas=replicas)
     if monitoring is None and (args.root / "docker" / MONITORING_FILE).is_file():
         recorded = State.load(stack.state_path).services
         if recorded.keys() & set(load_project([args.root / "docker" / MONITORING_FILE]).services):
             return Stack(phase or _latest_phase(args.root), root=args.root, env_file=args.env_file, gpu=gpu,
-                         monitoring=True)
+                         monitoring=True, replicas=replicas)
     return stack
 
 
@@ -158,13 +165,18 @@ def _print_urls(console: Console, stack: Stack) -> None:
 
 def cmd_up(args: argparse.Namespace, console: Console) -> int:
     # without --monitoring, monitoring that already runs is kept (and supervised) rather than orphaned
-    stack = _stack(args, args.phase, args.gpu, True if args.monitoring else None)
+    try:
+        replicas = parse_replicas(args.replicas)
+    except ReplicaError as exc:
+        raise StackError(str(exc)) from exc
+    stack = _stack(args, args.phase, args.gpu, True if args.monitoring else None, replicas)
     # a new supervisor adopts what runs; two would restart the same service twice
     stack.stop_supervisor()
     argv = [sys.executable, "-m", "services.stack.supervisor", args.phase, "--root", str(args.root)]
     argv += ["--env-file", str(args.env_file)] if args.env_file else []
     argv += ["--gpu"] if args.gpu else []
     argv += ["--monitoring"] if stack.monitored else []
+    argv += [f"--replicas={name}={count}" for name, count in replicas.items()]
     daemon = subprocess.Popen(argv, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, start_new_session=True,
                               text=True)
     try:

@@ -30,6 +30,7 @@ from services.stack.procs import (
     stop_process,
     tail,
 )
+from services.stack.replicas import ReplicaError, add_replicas
 
 ROOT = Path(__file__).resolve().parents[2]
 PHASES = ("p1", "p2", "p3")
@@ -96,9 +97,10 @@ class Stack:
     """One compose project run natively; `up()`, `down()` and `status()` are safe to call repeatedly."""
 
     def __init__(self, phase: str, env: Mapping[str, str] | None = None, root: Path | None = None, *,
-                 env_file: Path | None = None, gpu: bool = False, monitoring: bool = False) -> None:
+                 env_file: Path | None = None, gpu: bool = False, monitoring: bool = False,
+                 replicas: Mapping[str, int] | None = None) -> None:
         root = (root or ROOT).resolve()
-        self._setup(compose_files(phase, root, gpu, monitoring), env, root, env_file)
+        self._setup(compose_files(phase, root, gpu, monitoring), env, root, env_file, replicas)
 
     @classmethod
     def from_file(cls, path: Path | Sequence[Path], env: Mapping[str, str] | None = None,
@@ -109,13 +111,18 @@ class Stack:
         stack._setup(files, env, (root or files[0].parent).resolve(), env_file)
         return stack
 
-    def _setup(self, files: list[Path], env: Mapping[str, str] | None, root: Path, env_file: Path | None) -> None:
+    def _setup(self, files: list[Path], env: Mapping[str, str] | None, root: Path, env_file: Path | None,
+               replicas: Mapping[str, int] | None = None) -> None:
         if env_file is not None and not env_file.is_file():
             raise StackError(f"env file not found: {env_file}")
         self.root = root
         self.project: Project = load_project(files)
         self.variables = load_variables(env, env_file if env_file is not None else root / ".env")
         self.doc = resolve(self.project, self.variables, native=True)
+        try:
+            self.replicas = add_replicas(self.doc, replicas or {})
+        except ReplicaError as exc:
+            raise StackError(str(exc)) from exc
         native = self.doc.get(NATIVE_KEY) or {}
         data_dir = native.get("data_dir") or self.variables.get("DATA_DIR") or "data"
         base = self.project.base_dir if native.get("data_dir") else root

@@ -29,6 +29,7 @@ import psutil
 from services.stack.logrotate import DEFAULT_BACKUPS, DEFAULT_MAX_BYTES, rotate_logs
 from services.stack.native import RESTART_ON_FAILURE, NativeService
 from services.stack.procs import RunningService, State, Supervised, locked, started_since_boot, stop_group
+from services.stack.replicas import parse_replicas
 from services.stack.runner import NATIVE_KEY, ServiceFailed, Stack, StackError
 
 log = logging.getLogger(__name__)
@@ -279,8 +280,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--env-file", type=Path)
     parser.add_argument("--gpu", action="store_true")
     parser.add_argument("--monitoring", action="store_true")
+    parser.add_argument("--replicas", action="append", default=[], metavar="SERVICE=N")
     args = parser.parse_args(argv)
-    stack = Stack(args.phase, root=args.root, env_file=args.env_file, gpu=args.gpu, monitoring=args.monitoring)
+    stack = Stack(args.phase, root=args.root, env_file=args.env_file, gpu=args.gpu, monitoring=args.monitoring,
+                  replicas=parse_replicas(args.replicas))
     return daemon(stack, args.phase)
 
 

@@ -35,6 +35,7 @@ class Behaviour:
     chunk_delay_s: float = 0.0  # wait between stream chunks
     streams_abandoned: int = 0  # streams closed before their end (client went away)
     health_status: int = 200
+    queue_depth: int | None = None  # reported on /health when set, as the inference service does
     max_prompt_chars: int | None = None  # longer chat prompts get 400 context_length_exceeded, like a model
     seen: list[dict] = field(default_factory=list)
     seen_headers: list[dict] = field(default_factory=list)
@@ -126,8 +127,10 @@ def create_fake_app(behaviour: Behaviour) -> FastAPI:
 
     @app.get("/health")
     async def health() -> JSONResponse:
-        return JSONResponse({"status": "ok" if behaviour.health_status == 200 else "loading"},
-                            status_code=behaviour.health_status)
+        body: dict[str, object] = {"status": "ok" if behaviour.health_status == 200 else "loading"}
+        if behaviour.queue_depth is not None:
+            body["queue_depth"] = behaviour.queue_depth
+        return JSONResponse(body, status_code=behaviour.health_status)
 
     return app
 

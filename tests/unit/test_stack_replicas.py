@@ -1,0 +1,62 @@
+"""`ai-suite up p2 --replicas inference-chat=2`: a copy of the service on the next free port, registered with
+the gateway through CHAT_API_BASES."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from services.gateway.settings import GatewaySettings
+from services.stack.replicas import ReplicaError, parse_replicas
+from services.stack.runner import Stack, StackError
+
+
+def env(tmp_path: Path) -> dict[str, str]:
+    return {"DATA_DIR": str(tmp_path / "d"), "MODELS_DIR": str(tmp_path / "m"), "INFERENCE_PORT": "18001",
+            "API_GATEWAY_PORT": "18000", "EMBEDDING_PORT": "18002", "RAG_PORT": "18003",
+            "INFERENCE_CODE_PORT": "18004", "POSTGRES_PORT": "15432"}
+
+
+def test_parse_replicas_reads_service_counts() -> None:
+    assert parse_replicas(["inference-chat=2", "inference-code=3"]) == {"inference-chat": 2, "inference-code": 3}
+    for bad in ("inference-chat", "inference-chat=0", "inference-chat=99", "x=two", "../x=2"):
+        with pytest.raises(ReplicaError):
+            parse_replicas([bad])
+
+
+def test_p2_with_a_second_inference_chat(tmp_path: Path) -> None:
+    stack = Stack("p2", env=env(tmp_path), replicas={"inference-chat": 3})
+    used = {p.port for name, s in stack.services.items() if not name.startswith("inference-chat-") for p in s.ports}
+    first, second, third = (stack.services[n] for n in ("inference-chat", "inference-chat-2", "inference-chat-3"))
+    assert stack.replicas == ["inference-chat-2", "inference-chat-3"]
+    # the next ports above 18001 that no other service of p2 uses: 18002 to 18004 are taken
+    assert [s.ports[0].port for s in (second, third)] == [18005, 18006] and not {18005, 18006} & used
+    assert second.env["INFERENCE_PORT"] == "18005" and second.health_url == "http://127.0.0.1:18005/health"
+    assert second.argv == first.argv and second.env["MODEL_ALIAS"] == first.env["MODEL_ALIAS"]
+    assert second.log_path.name == "inference-chat-2.log"
+    replica_doc = stack.doc["services"]["inference-chat-2"]
+    assert replica_doc["environment"]["LOG_FILE"] == "/data/logs/inference-chat-2.log"  # in a container
+    gateway = stack.services["api-gateway"].env
+    assert gateway["CHAT_API_BASES"] == "http://127.0.0.1:18005/v1,http://127.0.0.1:18006/v1"
+    assert "CODE_API_BASES" not in gateway  # in p2 the code model has its own service
+    settings = GatewaySettings(_env_file=None, **{"CHAT_API_BASES": gateway["CHAT_API_BASES"]})
+    assert [b.api_base for b in settings.extra_backends("chat")] == [
+        "http://127.0.0.1:18005/v1", "http://127.0.0.1:18006/v1"]
+
+
+def test_p1_replica_serves_both_names(tmp_path: Path) -> None:
+    stack = Stack("p1", env=env(tmp_path), replicas={"inference-chat": 2})
+    gateway = stack.services["api-gateway"].env
+    assert gateway["CHAT_API_BASES"] == gateway["CODE_API_BASES"] == "http://127.0.0.1:18002/v1"
+
+
+def test_without_replicas_nothing_changes(tmp_path: Path) -> None:
+    stack = Stack("p2", env=env(tmp_path))
+    assert stack.replicas == [] and "inference-chat-2" not in stack.services
+    assert "CHAT_API_BASES" not in stack.services["api-gateway"].env
+
+
+def test_an_unknown_service_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(StackError, match="no service 'inference-tts'"):
+        Stack("p2", env=env(tmp_path), replicas={"inference-tts": 2})
