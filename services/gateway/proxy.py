@@ -13,6 +13,7 @@ from urllib.parse import quote
 import anyio
 import httpx
 from fastapi.responses import Response, StreamingResponse
+from starlette.types import Receive, Scope, Send
 
 from services.common.errors import ServiceUnavailable, UpstreamTimeout
 from services.gateway.metrics import GatewayMetrics
@@ -238,7 +239,22 @@ class Forwarder:
                 await upstream.aclose()
             raise BackendFailed(describe_transport_error(exc)) from exc
         media_type = upstream.headers.get("content-type", "text/event-stream")
-        return StreamingResponse(relay(upstream, chunks, first, done), media_type=media_type)
+        return TrackedStream(relay(upstream, chunks, first, done), done, media_type=media_type)
+
+
+class TrackedStream(StreamingResponse):
+    """A relayed stream that ends its backend's in-flight count however the response ends, also when the
+    client is gone before the first chunk is sent (then the relay never starts, so its cleanup never runs)."""
+
+    def __init__(self, content: AsyncIterator[bytes], done: Callable[[], None], media_type: str) -> None:
+        super().__init__(content, media_type=media_type)
+        self.done = done
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self.done()
 
 
 async def relay(upstream: httpx.Response, chunks: AsyncIterator[bytes], first: bytes,

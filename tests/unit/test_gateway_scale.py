@@ -171,3 +171,21 @@ def test_a_backend_key_may_come_from_the_env_file(tmp_path, monkeypatch: pytest.
     assert settings.extra_backends("chat")[0].api_key == "from-file"
     monkeypatch.setenv("GPU9_KEY", "from-environment")
     assert settings.extra_backends("chat")[0].api_key == "from-environment"
+
+
+async def test_in_flight_counts_return_to_zero(pair: tuple[FakeBackend, FakeBackend], tmp_path) -> None:
+    a, b = pair
+    b.behaviour.break_after = 1  # a stream that breaks after its first chunk
+    a.behaviour.delay_s = 0.2
+    settings = gateway_settings(a.api_base, a.api_base, tmp_path, CHAT_API_BASES=b.api_base,
+                                GATEWAY_BACKEND_POLL_SECONDS=0)
+    app = create_app(settings)
+    async with LifespanManager(app) as manager:
+        load = app.state.gateway.router.load
+        transport = httpx.ASGITransport(app=manager.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://gateway", timeout=30) as client:
+            bodies = [HI, {**HI, "stream": True}, {**HI, "stream": True}, {**HI, "model": "nope"}]
+            responses = await asyncio.gather(*(client.post("/v1/chat/completions", json=body) for body in bodies))
+            assert [r.status_code for r in responses] == [200, 200, 200, 404]
+            assert "upstream_stream_broken" in "".join(r.text for r in responses[1:3])
+            assert load.in_flight == {}

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from services.gateway.settings import GatewaySettings
+from services.stack import cli
 from services.stack.replicas import ReplicaError, parse_replicas
 from services.stack.runner import Stack, StackError
 
@@ -39,7 +40,7 @@ def test_p2_with_a_second_inference_chat(tmp_path: Path) -> None:
     assert replica_doc["environment"]["LOG_FILE"] == "/data/logs/inference-chat-2.log"  # in a container
     gateway = stack.services["api-gateway"].env
     assert gateway["CHAT_API_BASES"] == "http://127.0.0.1:18005/v1,http://127.0.0.1:18006/v1"
-    assert "CODE_API_BASES" not in gateway  # in p2 the code model has its own service
+    assert gateway["CODE_API_BASES"] == ""  # in p2 the code model has its own service
     settings = GatewaySettings(_env_file=None, **{"CHAT_API_BASES": gateway["CHAT_API_BASES"]})
     assert [b.api_base for b in settings.extra_backends("chat")] == [
         "http://127.0.0.1:18005/v1", "http://127.0.0.1:18006/v1"]
@@ -54,9 +55,23 @@ def test_p1_replica_serves_both_names(tmp_path: Path) -> None:
 def test_without_replicas_nothing_changes(tmp_path: Path) -> None:
     stack = Stack("p2", env=env(tmp_path))
     assert stack.replicas == [] and "inference-chat-2" not in stack.services
-    assert "CHAT_API_BASES" not in stack.services["api-gateway"].env
+    assert stack.services["api-gateway"].env["CHAT_API_BASES"] == ""
 
 
 def test_an_unknown_service_is_refused(tmp_path: Path) -> None:
     with pytest.raises(StackError, match="no service 'inference-tts'"):
         Stack("p2", env=env(tmp_path), replicas={"inference-tts": 2})
+
+
+@pytest.mark.parametrize("spec, message", [("inference-chat", "write SERVICE=N"),
+                                           ("inference-tts=2", "no service 'inference-tts'")])
+def test_up_refuses_bad_replicas_before_starting_anything(spec: str, message: str, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    for key, value in env(tmp_path).items():
+        monkeypatch.setenv(key, value)
+    started: list[object] = []
+    monkeypatch.setattr("services.stack.cli.subprocess.Popen", lambda *a, **k: started.append(a))
+    assert cli.main(["up", "p2", "--replicas", spec]) == cli.EXIT_FAILED
+    assert message in capsys.readouterr().out.replace("\n", " ")
+    assert started == []
