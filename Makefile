@@ -156,3 +156,18 @@ logs: ## Docker: follow the logs
 
 clean: stop ## Remove the virtualenv and caches (keeps models and data)
 	rm -rf $(VENV) $(TOOLS) .pytest_cache .mypy_cache .ruff_cache
+
+# --- Reliability: load, regression check and soak (tests/load/, docs/reliability.md) ---------------------------
+.PHONY: load load-check load-baseline soak
+load: models ## Locust on a native p3 suite: 1 user for 2 min, then a ramp to 100; docs/bench/load.md and .json
+	$(BIN)/python -m tests.load.run
+
+load-check: models ## A short Locust run compared with tests/load/baseline.json; fails on a regression
+	$(BIN)/python -m tests.load.check
+
+load-baseline: models ## Measure tests/load/baseline.json anew (REPEAT short runs, default 3) and print its spread
+	$(BIN)/python -m tests.load.check --save --repeat $(or $(REPEAT),3)
+
+SOAK_MINUTES ?= 30
+soak: models ## SOAK_MINUTES (default 30) of mixed load; fails on an RSS/fd leak or latency drift (docs/bench/soak.md)
+	SOAK_MINUTES=$(SOAK_MINUTES) $(BIN)/python -m tests.load.soak

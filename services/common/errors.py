@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
+import sqlite3
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -88,6 +90,26 @@ class UpstreamTimeout(ServiceUnavailable):
     code = "upstream_timeout"
 
 
+class InsufficientStorage(ServiceUnavailable):
+    """The data disk is full: nothing was written; the client may retry once space is freed."""
+
+    status = 507
+    type = "insufficient_storage"
+    code = "disk_full"
+
+
+def disk_full(exc: BaseException) -> bool:
+    """True for the errors a full disk raises: ENOSPC/EDQUOT, SQLite's SQLITE_FULL, PostgreSQL's 53100."""
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    if isinstance(exc, sqlite3.Error):
+        return getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL or "disk is full" in str(exc)
+    return getattr(exc, "sqlstate", None) == "53100"
+
+
+DISK_FULL_MESSAGE = "the data disk is full: nothing was written; free some space and retry"
+
+
 class StartupRefused(Exception):
     """A service cannot start for a reason its user can fix (a missing model file); shown as one line."""
 
@@ -132,6 +154,14 @@ def install_error_handlers(app: FastAPI) -> None:
         return JSONResponse(
             error_body(str(exc.detail), "invalid_request_error", code), exc.status_code, headers=exc.headers
         )
+
+    async def _disk_full(_: Request, exc: Exception) -> JSONResponse:
+        if not disk_full(exc):
+            raise exc  # anything else stays a plain 500
+        return error_response(InsufficientStorage(DISK_FULL_MESSAGE, retry_after=30))
+
+    app.add_exception_handler(OSError, _disk_full)
+    app.add_exception_handler(sqlite3.Error, _disk_full)
 
     @app.exception_handler(json.JSONDecodeError)
     async def _json(_: Request, exc: json.JSONDecodeError) -> JSONResponse:

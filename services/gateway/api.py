@@ -59,7 +59,10 @@ async def embeddings(request: Request) -> Response:
 
 
 async def list_models(request: Request) -> JSONResponse:
-    return JSONResponse(models_payload(gateway_state(request).settings))
+    settings = gateway_state(request).settings
+    if settings.debug_route_delay_ms:  # an injected slowdown, for proving regression detection (off by default)
+        await asyncio.sleep(settings.debug_route_delay_ms / 1000)
+    return JSONResponse(models_payload(settings))
 
 
 # Both spellings, because some clients take the base URL without /v1.

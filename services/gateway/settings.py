@@ -191,6 +191,12 @@ class GatewaySettings(SuiteSettings):
         description="Where the litellm engine writes its generated config (default DATA_DIR/gateway/litellm.yaml).",
     )
 
+    debug_route_delay_ms: int = Field(
+        0, alias="DEBUG_ROUTE_DELAY_MS", ge=0, le=10_000,
+        description="Testing only: milliseconds added to every GET /v1/models, so `make load-check` can be shown "
+                    "to catch a slowdown. 0 (the default) adds nothing.",
+    )
+
     @field_validator("embedding_api_base", "rag_url")
     @classmethod
     def _empty_base_is_unset(cls, value: str | None) -> str | None:

@@ -52,6 +52,9 @@ class Collections:
         self._loaded = False
         self._load_lock = asyncio.Lock()
         self._published: set[str] = set()
+        # collections whose vectors may include some no chunk owns (a write failed half way)
+        self._dirty: set[str] = set()
+        self._repair_task: asyncio.Task[None] | None = None
 
     @property
     def loaded(self) -> bool:
@@ -73,6 +76,9 @@ class Collections:
             self._count()
             self._loaded = True
             log.info("BM25 loaded: %d chunks in %d collections", len(rows), len(indexes))
+            # a run that died with the process may have left vectors that no chunk owns
+            self._dirty.update(indexes)
+            self._repair_later(first_wait=0)
         await self.publish_sizes()
 
     async def publish_sizes(self) -> None:
@@ -92,6 +98,39 @@ class Collections:
             self.metrics.collection_chunks.labels(row["name"]).set(row["chunks"])
         self._published = names
 
+    async def repair(self, collections: Sequence[str] | None = None) -> int:
+        """Delete the vectors of `collections` (default: those a failed write left dirty) that no chunk owns.
+
+        Runs under the write lock; returns how many vectors went.
+        """
+        removed = 0
+        async with self.write_lock:
+            for collection in sorted(set(collections) if collections is not None else set(self._dirty)):
+                orphans = await self.vectors.point_ids(collection) - await self.pg.chunk_ids(collection)
+                if orphans:
+                    await self.vectors.delete_points(collection, sorted(orphans))
+                    log.warning("collection %s: removed %d vectors that no chunk owns", collection, len(orphans))
+                    removed += len(orphans)
+                self._dirty.discard(collection)
+        return removed
+
+    def _repair_later(self, first_wait: float = 1.0, most_wait: float = 15.0) -> None:
+        """Repair the dirty collections in the background, retrying until postgres answers again."""
+        if self._repair_task is not None and not self._repair_task.done():
+            return
+
+        async def run() -> None:
+            wait = first_wait
+            while self._dirty:
+                await asyncio.sleep(wait)
+                try:
+                    await self.repair()
+                except SuiteError as exc:
+                    log.info("vector repair waits for the stores: %s", exc.message)
+                    wait = min(wait * 2, most_wait)
+
+        self._repair_task = asyncio.get_running_loop().create_task(run(), name="rag-vector-repair")
+
     def chunk_count(self) -> int:
         return sum(len(index) for index in self.bm25.values())
 
@@ -102,14 +141,22 @@ class Collections:
             await self.vectors.ensure_collection(collection, dim)
 
     async def save(self, collection: str, change: DocumentChange) -> None:
-        """Write one document's new state; a failure before postgres commits leaves the old state listed."""
+        """Write one document's new state; a failure before postgres commits leaves the old state listed.
+
+        New vectors go first and gone ones last, around postgres's commit, so every chunk postgres lists
+        always has its vector. Vectors a failed write leaves without a chunk are removed by `repair`.
+        """
+        self._dirty.add(collection)  # until this write has finished, its vectors may outnumber the chunks
         if change.points:
             await self.vectors.upsert(collection, change.points)
         await self.vectors.set_chunk_index(collection, change.moved)
-        # Vectors go first: postgres is the record, and once it commits the document counts as indexed.
-        # A failure before that leaves postgres as it was, and the next run repeats the same writes.
-        await self.vectors.delete_points(collection, change.removed)
-        await self.pg.save_document(change.document, change.rows, change.removed, change.moved)
+        try:
+            await self.pg.save_document(change.document, change.rows, change.removed, change.moved)
+            await self.vectors.delete_points(collection, change.removed)
+        except BaseException:
+            self._repair_later()
+            raise
+        self._dirty.discard(collection)
         index = self.bm25[collection]
         self._drop_terms(index, change.removed)
         for row in change.rows:
@@ -122,12 +169,17 @@ class Collections:
     async def delete_document(self, collection: str, document_id: str) -> int:
         """Remove a document's vectors, rows and terms; returns how many chunks went."""
         await self.require(collection)
-        # vectors first: if postgres then fails, the document is still listed and the delete can be repeated
-        await self.vectors.delete_document(collection, document_id)
+        # postgres first (the record), then the vectors; vectors a failure leaves behind are repaired
         deleted = await self.pg.delete_document(collection, document_id)
         if deleted is None:
             raise NotFound(f"document {document_id!r} is not in collection {collection!r}",
                            code="document_not_found")
+        try:
+            await self.vectors.delete_document(collection, document_id)
+        except BaseException:
+            self._dirty.add(collection)
+            self._repair_later()
+            raise
         path, removed = deleted
         self._forget_upload(path)
         if collection in self.bm25:
@@ -139,8 +191,8 @@ class Collections:
 
     async def delete_collection(self, collection: str) -> None:
         await self.require(collection)
-        await self.vectors.drop_collection(collection)
         await self.pg.delete_collection(collection)
+        await self.vectors.drop_collection(collection)
         self.bm25.pop(collection, None)
         self._count()
         await self.publish_sizes()

@@ -97,7 +97,13 @@ class ConversationStore:
 
     @classmethod
     def open(cls, path: Path) -> ConversationStore:
-        return cls(connect(path))
+        """Open the file; answers still `in_progress` (their gateway died mid-stream) become `incomplete`."""
+        store = cls(connect(path))
+        store._write(store._settle_unfinished)
+        return store
+
+    def _settle_unfinished(self) -> int:
+        return self._conn.execute("UPDATE items SET status = 'incomplete' WHERE status = 'in_progress'").rowcount
 
     def close(self) -> None:
         with self._lock:
@@ -223,6 +229,18 @@ class ConversationStore:
                          "auto_title = COALESCE(auto_title, ?) WHERE id = ?",
                          (now, title_from(first_user) if first_user else None, conversation_id))
         return stored
+
+    async def rewrite(self, conversation_id: str, item_id: str, item: NewItem) -> None:
+        """Replace a stored item's content and status (an answer still streaming, or finished)."""
+        await self._run(self._write, self._rewrite, conversation_id, item_id, item)
+
+    def _rewrite(self, conversation_id: str, item_id: str, item: NewItem) -> None:
+        self._item_row(conversation_id, item_id)
+        self._conn.execute("UPDATE items SET status = ?, content = ?, text = ?, extra = ? WHERE id = ?",
+                           (item.status, json.dumps(item.parts, ensure_ascii=False), item.text,
+                            json.dumps(item.extra, ensure_ascii=False), item_id))
+        self._conn.execute("UPDATE conversations SET updated_at = ?, version = version + 1 WHERE id = ?",
+                           (time.time(), conversation_id))
 
     async def items(self, conversation_id: str, after: str | None, limit: int, order: str) -> Page:
         return await self._run(self._items, conversation_id, after, limit, order)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import sqlite3
+import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -22,8 +23,17 @@ log = logging.getLogger(__name__)
 DONE = b"data: [DONE]"
 
 
+CHECKPOINT_SECONDS = 1.0
+
+
 class TurnRecorder:
-    """Stores the exchange once: the request's new messages and the answer, in one transaction."""
+    """Stores the exchange: the request's new messages and the answer, in one transaction.
+
+    A streamed answer is stored as it comes: `begin` writes the new messages with an empty answer marked
+    `in_progress`, `checkpoint` rewrites its text now and then, and `save` writes its final text and status.
+    If the gateway dies mid-stream, the text up to the last checkpoint stays, and the store marks it
+    `incomplete` when it is next opened.
+    """
 
     def __init__(self, store: ConversationStore, conversation_id: str, new_items: list[NewItem], model: str,
                  reason: str, on_saved: Callable[[], None]) -> None:
@@ -34,12 +44,39 @@ class TurnRecorder:
         self.reason = reason
         self.on_saved = on_saved
         self.saved = False
+        self.answer_id: str | None = None
+        self.checkpointed = ""
+
+    def _answer(self, text: str, status: str) -> NewItem:
+        return NewItem.of_text("assistant", text, status, model=self.model, route_reason=self.reason)
+
+    async def begin(self) -> None:
+        """Store the new messages and an empty answer `in_progress`; on failure the turn is stored at the end."""
+        try:
+            stored = await self.store.append(self.conversation_id,
+                                             [*self.new_items, self._answer("", "in_progress")])
+        except (NotFound, sqlite3.Error) as exc:
+            log.warning("conversation %s: the answer will be stored when it ends: %s", self.conversation_id, exc)
+            return
+        self.answer_id = stored[-1].id
+
+    async def checkpoint(self, text: str) -> None:
+        """Keep the answer so far (still `in_progress`)."""
+        if self.answer_id is None or self.saved or text == self.checkpointed:
+            return
+        try:
+            await self.store.rewrite(self.conversation_id, self.answer_id, self._answer(text, "in_progress"))
+            self.checkpointed = text
+        except (NotFound, sqlite3.Error) as exc:
+            log.warning("conversation %s: answer checkpoint failed: %s", self.conversation_id, exc)
 
     async def save(self, text: str, status: str) -> bool:
         """Store the turn (an empty unfinished answer is left out); False when the store failed."""
         if self.saved:
             return True
         self.saved = True
+        if self.answer_id is not None:
+            return await self._finish(text, status)
         items = list(self.new_items)
         if text or status == "completed":
             items.append(NewItem.of_text("assistant", text, status, model=self.model, route_reason=self.reason))
@@ -51,6 +88,23 @@ class TurnRecorder:
             return True
         except sqlite3.Error as exc:
             log.error("conversation %s: the exchange could not be stored: %s", self.conversation_id, exc)
+            return False
+        self.on_saved()
+        return True
+
+    async def _finish(self, text: str, status: str) -> bool:
+        assert self.answer_id is not None
+        try:
+            if text or status == "completed":
+                await self.store.rewrite(self.conversation_id, self.answer_id, self._answer(text, status))
+            else:
+                await self.store.delete_item(self.conversation_id, self.answer_id)
+        except NotFound:
+            log.info("conversation %s was deleted while it was answered; the answer is not kept",
+                     self.conversation_id)
+            return True
+        except sqlite3.Error as exc:
+            log.error("conversation %s: the answer could not be stored: %s", self.conversation_id, exc)
             return False
         self.on_saved()
         return True
@@ -143,9 +197,14 @@ class RecordedStream(StreamingResponse):
                          media_type=upstream.media_type)
 
     async def _tee(self) -> AsyncIterator[bytes]:
+        await self.recorder.begin()
+        last_checkpoint = time.monotonic()
         async for piece in self.upstream_body:
             chunk = piece.encode() if isinstance(piece, str) else bytes(piece)
             self.answer.feed(chunk)
+            if not self.answer.done and time.monotonic() - last_checkpoint >= CHECKPOINT_SECONDS:
+                await self.recorder.checkpoint(self.answer.text)
+                last_checkpoint = time.monotonic()
             if self.answer.done and not self.recorder.saved:
                 if self.answer.prompt_tokens:
                     self.on_usage(self.answer.prompt_tokens)  # a usage chunk (stream_options.include_usage)

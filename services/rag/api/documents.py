@@ -109,9 +109,11 @@ async def _index(request: Request, state: RagState) -> dict[str, Any]:
 @router.get("/collections", tags=["collections"])
 async def collections(state: Ready) -> dict[str, Any]:
     rows = await state.pg.list_collections()
+    vectors = {r["name"]: await state.vectors.count(r["name"]) for r in rows}
     return {"collections": [
-        {"name": r["name"], "documents": r["documents"], "chunks": r["chunks"], "dim": r["dim"],
-         "embedding_model": r["embedding_model"], "created_at": r["created_at"].isoformat()} for r in rows
+        {"name": r["name"], "documents": r["documents"], "chunks": r["chunks"], "vectors": vectors[r["name"]],
+         "dim": r["dim"], "embedding_model": r["embedding_model"], "created_at": r["created_at"].isoformat()}
+        for r in rows
     ]}
 
 

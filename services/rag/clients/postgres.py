@@ -292,6 +292,15 @@ class PostgresStore:
 
         return await self._run(query)
 
+    async def chunk_ids(self, collection: str) -> set[UUID]:
+        """Every chunk id of `collection` (to find vectors that no chunk owns)."""
+
+        async def query(conn: Conn) -> set[UUID]:
+            cur = await conn.execute("SELECT id FROM chunks WHERE collection = %s", (collection,))
+            return {row["id"] for row in await cur.fetchall()}
+
+        return await self._run(query)
+
     async def log_search(
         self, kind: str, collection: str, query: str, top_k: int, hybrid: bool, chunk_ids: Sequence[UUID],
         latency_ms: float,

@@ -279,6 +279,24 @@ class VectorStore:
             self._dense[collection] = matrix
         return matrix
 
+    async def point_ids(self, collection: str) -> set[UUID]:
+        """Every point id of `collection` (none when it does not exist)."""
+
+        async def query(client: AsyncQdrantClient) -> set[UUID]:
+            name = qdrant_name(collection)
+            if not await client.collection_exists(name):
+                return set()
+            ids: set[UUID] = set()
+            offset: qm.ExtendedPointId | None = None
+            while True:
+                points, offset = await client.scroll(name, limit=1024, offset=offset, with_vectors=False,
+                                                     with_payload=False)
+                ids.update(UUID(str(point.id)) for point in points)
+                if offset is None:
+                    return ids
+
+        return await self._run(query)
+
     async def count(self, collection: str, document_id: str | None = None) -> int:
         async def query(client: AsyncQdrantClient) -> int:
             name = qdrant_name(collection)

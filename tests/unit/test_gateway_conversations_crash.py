@@ -1,0 +1,53 @@
+"""A streamed answer is stored as it comes, so a gateway that dies mid-stream leaves the partial answer, incomplete."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from services.gateway.conversations.items import NewItem
+from services.gateway.conversations.store import ConversationStore
+from services.gateway.conversations.turns import TurnRecorder
+
+
+async def test_an_answer_cut_off_by_a_crash_is_kept_and_marked_incomplete(tmp_path: Path) -> None:
+    path = tmp_path / "conversations.db"
+    store = ConversationStore.open(path)
+    conversation, _ = await store.create({}, [])
+    recorder = TurnRecorder(store, conversation.id, [NewItem.of_text("user", "count to ten")], "chat-7b", "named",
+                            on_saved=lambda: None)
+    await recorder.begin()
+    page = await store.items(conversation.id, None, 10, "asc")
+    assert [(i.role, i.status, i.text) for i in page.items] == [("user", "completed", "count to ten"),
+                                                                ("assistant", "in_progress", "")]
+    await recorder.checkpoint("one two three")
+    # the process dies here: no save; the file is all that is left
+    store.close()
+    reopened = ConversationStore.open(path)
+    page = await reopened.items(conversation.id, None, 10, "asc")
+    answer = page.items[1]
+    assert (answer.status, answer.text, answer.extra["model"]) == ("incomplete", "one two three", "chat-7b")
+
+
+async def test_a_finished_answer_replaces_its_checkpoints(tmp_path: Path) -> None:
+    store = ConversationStore.open(tmp_path / "c.db")
+    conversation, _ = await store.create({}, [])
+    saved: list[bool] = []
+    recorder = TurnRecorder(store, conversation.id, [NewItem.of_text("user", "hi")], "chat-7b", "named",
+                            on_saved=lambda: saved.append(True))
+    await recorder.begin()
+    await recorder.checkpoint("hel")
+    assert await recorder.save("hello", "completed") and saved == [True]
+    items = (await store.items(conversation.id, None, 10, "asc")).items
+    assert [(i.role, i.status, i.text) for i in items] == [("user", "completed", "hi"),
+                                                           ("assistant", "completed", "hello")]
+
+
+async def test_an_empty_unfinished_answer_is_left_out(tmp_path: Path) -> None:
+    store = ConversationStore.open(tmp_path / "c.db")
+    conversation, _ = await store.create({}, [])
+    recorder = TurnRecorder(store, conversation.id, [NewItem.of_text("user", "hi")], "chat-7b", "named",
+                            on_saved=lambda: None)
+    await recorder.begin()
+    assert await recorder.save("", "incomplete")
+    items = (await store.items(conversation.id, None, 10, "asc")).items
+    assert [(i.role, i.text) for i in items] == [("user", "hi")]
