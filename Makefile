@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 # uv itself comes from PyPI, hash-checked (requirements/uv.txt), into its own small venv.
 TOOLS := .tools
 UV := $(TOOLS)/bin/uv
-SYNC_EXTRAS := --extra all --extra test
+SYNC_EXTRAS := --extra all --extra desktop --extra test
 # uv installs into $(VENV) with the Python that runs make's checks, and never downloads a Python.
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 export UV_PYTHON := $(PYTHON)
