@@ -18,7 +18,7 @@ COMPOSE := docker compose --env-file $(ENV_FILE)
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install lock audit system-packages models run stop status test test-unit lint bench bench-serving llama-tools bench-gpu up-p1 up-p1-cpu up-p2 up-p2-cpu up-p3 up-p3-cpu up-monitoring mcp-dirs monitoring-dirs down logs clean
+.PHONY: vendor vendor-check help install lock audit system-packages models run stop status test test-unit lint bench bench-serving llama-tools bench-gpu up-p1 up-p1-cpu up-p2 up-p2-cpu up-p3 up-p3-cpu up-monitoring mcp-dirs monitoring-dirs down logs clean
 
 help: ## Show the targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
@@ -80,6 +80,12 @@ lint: $(STAMP) ## ruff, mypy and bandit
 	$(BIN)/ruff check services tests
 	$(BIN)/mypy
 	$(BIN)/bandit --quiet --recursive services --severity-level medium
+
+vendor: ## Fetch the pinned browser libraries (marked, DOMPurify, highlight.js, axe-core) from npm into desktop-app/vendor/
+	bash scripts/vendor.sh
+
+vendor-check: ## Verify desktop-app/vendor/ against its SHA256SUMS
+	$(PYTHON) scripts/vendor_check.py
 
 test: models system-packages lint ## Install what is missing, then run every test
 	$(BIN)/pytest $(PYTEST_ARGS)
