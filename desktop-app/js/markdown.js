@@ -45,6 +45,8 @@ function decorate(pre) {
   const wrapper = h('div', { class: 'code-block' },
     h('div', { class: 'code-head' }, h('span', { class: 'code-lang' }, language || 'text'), copy));
   pre.replaceWith(wrapper);
+  // long lines scroll sideways inside the block, so keyboard users must be able to focus it
+  pre.tabIndex = 0;
   wrapper.append(pre);
   return { code, language };
 }
@@ -66,14 +68,23 @@ async function highlight(code, language) {
     code.innerHTML = hljs.highlight(text, { language, ignoreIllegals: true }).value;
     return;
   }
-  const parts = [];
+  // One span per slice, plain first; each is then swapped for its highlighted form in a task of its own.
+  const slices = [];
   for (let start = 0; start < lines.length; start += SLICE_LINES) {
-    const slice = lines.slice(start, start + SLICE_LINES).join('\n') + (start + SLICE_LINES < lines.length ? '\n' : '');
-    parts.push(hljs.highlight(slice, { language, ignoreIllegals: true }).value);
+    const end = start + SLICE_LINES;
+    slices.push(lines.slice(start, end).join('\n') + (end < lines.length ? '\n' : ''));
+  }
+  const spans = slices.map((slice) => {
+    const span = document.createElement('span');
+    span.textContent = slice;
+    return span;
+  });
+  code.replaceChildren(...spans);
+  for (let i = 0; i < slices.length; i += 1) {
     await nextTask();
     if (!code.isConnected) return;
+    spans[i].innerHTML = hljs.highlight(slices[i], { language, ignoreIllegals: true }).value;
   }
-  code.innerHTML = parts.join('');
 }
 
 /**
