@@ -12,13 +12,13 @@ SYNC_EXTRAS := --extra all --extra test
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 export UV_PYTHON := $(PYTHON)
 export UV_PYTHON_DOWNLOADS := never
-PHASE ?= p3
+PHASE ?= p4
 ENV_FILE := $(if $(wildcard .env),.env,.env.example)
 COMPOSE := docker compose --env-file $(ENV_FILE)
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: vendor vendor-check screenshots help install lock audit system-packages models run stop status test test-unit lint bench bench-serving llama-tools bench-gpu up-p1 up-p1-cpu up-p2 up-p2-cpu up-p3 up-p3-cpu up-monitoring mcp-dirs monitoring-dirs down logs clean
+.PHONY: vendor vendor-check screenshots help install lock audit system-packages models run stop status test test-unit lint bench bench-serving llama-tools bench-gpu up-p1 up-p1-cpu up-p2 up-p2-cpu up-p3 up-p3-cpu up-p4 up-p4-cpu desktop up-monitoring mcp-dirs monitoring-dirs down logs clean
 
 help: ## Show the targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
@@ -120,6 +120,8 @@ P2_FILES := $(P1_FILES) -f docker/compose.p2.yml
 P2_GPU := $(P1_GPU) -f docker/compose.p2.yml -f docker/compose.p2.gpu.yml
 P3_FILES := $(P2_FILES) -f docker/compose.p3.yml
 P3_GPU := $(P2_GPU) -f docker/compose.p3.yml
+P4_FILES := $(P3_FILES) -f docker/compose.p4.yml
+P4_GPU := $(P3_GPU) -f docker/compose.p4.yml
 # DATA_DIR as compose sees it (environment, then the env file, then the default; relative to docker/)
 DATA_DIR_HOST = $(or $(DATA_DIR),$(shell sed -n 's/^DATA_DIR=//p' $(ENV_FILE) | tail -n 1),../data)
 
@@ -145,7 +147,13 @@ up-p3: mcp-dirs ## Docker: phase 3 (+ MCP server on :8020) with the NVIDIA GPU
 up-p3-cpu: mcp-dirs ## Docker: phase 3 on the CPU
 	$(COMPOSE) $(P3_FILES) up -d --build
 
-# the phase's files (PHASE=p1|p2|p3; GPU=1 adds the GPU overlays), for up-monitoring
+up-p4: mcp-dirs ## Docker: phase 4 (+ the chat app on :3000) with the NVIDIA GPU
+	$(COMPOSE) $(P4_GPU) up -d --build
+
+up-p4-cpu: mcp-dirs ## Docker: phase 4 on the CPU
+	$(COMPOSE) $(P4_FILES) up -d --build
+
+# the phase's files (PHASE=p1|p2|p3|p4; GPU=1 adds the GPU overlays), for up-monitoring
 PHASE_FILES = $($(subst p,P,$(PHASE))_$(if $(GPU),GPU,FILES))
 
 monitoring-dirs:
@@ -153,15 +161,15 @@ monitoring-dirs:
 	@cd docker && for dir in monitoring prometheus alertmanager grafana loki promtail alerts logs; do \
 	    mkdir -p "$(DATA_DIR_HOST)/$$dir"; done
 
-up-monitoring: mcp-dirs monitoring-dirs $(STAMP) ## Docker: PHASE (default p3; GPU=1 for the GPU files) plus Prometheus, Alertmanager, Grafana (:3001), Loki, Promtail, cAdvisor
+up-monitoring: mcp-dirs monitoring-dirs $(STAMP) ## Docker: PHASE (default p4; GPU=1 for the GPU files) plus Prometheus, Alertmanager, Grafana (:3001), Loki, Promtail, cAdvisor
 	$(BIN)/ai-suite monitoring config $(PHASE) --env-file $(ENV_FILE)
 	$(COMPOSE) $(PHASE_FILES) -f docker/compose.monitoring.yml up -d --build
 
 down: ## Docker: stop every phase (and the monitoring overlay)
-	$(COMPOSE) $(P3_FILES) down --remove-orphans
+	$(COMPOSE) $(P4_FILES) down --remove-orphans
 
 logs: ## Docker: follow the logs
-	$(COMPOSE) $(P3_FILES) logs -f --tail=100
+	$(COMPOSE) $(P4_FILES) logs -f --tail=100
 
 clean: stop ## Remove the virtualenv and caches (keeps models and data)
 	rm -rf $(VENV) $(TOOLS) .pytest_cache .mypy_cache .ruff_cache

@@ -18,6 +18,7 @@ from services.gateway.proxy import Forwarder
 from services.gateway.routing import CHAT, CODE, Cooldowns, Deployment, Router
 from services.gateway.settings import GatewaySettings
 from services.gateway.state import GatewayState
+from services.gateway.status import StatusBoard
 
 
 def deployments_from(settings: GatewaySettings) -> dict[str, Deployment]:
@@ -35,12 +36,14 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     client = make_client(settings.llm_request_timeout, settings.connect_timeout)
     forwarder = Forwarder(client, router, settings, app.state.metrics)
     conversations = Conversations(settings, client, forwarder, router, app.state.metrics)
+    status = StatusBoard(client, router)
     app.state.gateway = GatewayState(settings, client, forwarder, router, EmbeddingForwarder(client, settings),
-                                     conversations)
+                                     conversations, status)
     conversations.start()
     try:
         yield
     finally:
+        await status.close()
         await conversations.close()
         await client.aclose()
 

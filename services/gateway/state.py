@@ -12,6 +12,7 @@ from services.gateway.embeddings import EmbeddingForwarder
 from services.gateway.proxy import Forwarder
 from services.gateway.routing import Router
 from services.gateway.settings import GatewaySettings
+from services.gateway.status import StatusBoard
 
 
 @dataclass
@@ -24,6 +25,7 @@ class GatewayState:
     router: Router
     embeddings: EmbeddingForwarder
     conversations: Conversations
+    status: StatusBoard
 
 
 def gateway_state(request: Request) -> GatewayState:

@@ -35,6 +35,7 @@ class BatchLoop:
         self.engine = engine
         self.metrics = metrics
         self.slots = [Slot(seq_id, engine.llm) for seq_id in range(engine.n_parallel)]
+        self.last_tokens_per_second: float | None = None  # decode speed of the last finished generation
         self._ctx = engine.context.ctx
         self._memory = engine.context.memory
         self._capacity = engine.n_batch
@@ -188,7 +189,8 @@ class BatchLoop:
             m.cancelled.inc()
             log.info("generation cancelled after %d tokens", result.completion_tokens)
         elif result.completion_tokens > 1:
-            m.tokens_per_second.set(result.tokens_per_second())
+            self.last_tokens_per_second = result.tokens_per_second()
+            m.tokens_per_second.set(self.last_tokens_per_second)
 
     def _update_gauges(self) -> None:
         busy = [slot for slot in self.slots if slot.busy]

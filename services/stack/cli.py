@@ -35,6 +35,7 @@ examples:
 restarted as its compose `restart:` policy says (with backoff; one that keeps crashing is left in
 crash-loop). Its log is ${DATA_DIR}/logs/supervisor.log.
   ai-suite up p3                   everything above plus the MCP server (http://127.0.0.1:8020/mcp)
+  ai-suite up p4                   everything above plus the chat app (http://127.0.0.1:3000)
   ai-suite mcp --stdio             the MCP server on stdin/stdout, for Claude Desktop (docs/mcp.md)
   ai-suite audit verify            check the keyed MCP audit chain: exit 0 intact, 1 tampered, 2 not checked
 
@@ -61,7 +62,7 @@ def _parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     _common_options(common, argparse.SUPPRESS)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    phase_help = "p1: chat + gateway; p2: + RAG; p3: + MCP"
+    phase_help = "p1: chat + gateway; p2: + RAG; p3: + MCP; p4: + the chat app"
 
     up = sub.add_parser("up", parents=[common],
                         help="start a phase's services in dependency order, gated on health, and supervise them")
