@@ -18,7 +18,7 @@ COMPOSE := docker compose --env-file $(ENV_FILE)
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install lock audit system-packages models run stop status test test-unit lint bench bench-serving llama-tools bench-gpu up-p1 up-p1-cpu up-p2 up-p2-cpu up-p3 up-p3-cpu up-p4 up-p4-cpu desktop up-monitoring mcp-dirs monitoring-dirs down logs clean
+.PHONY: vendor vendor-check screenshots help install lock audit system-packages models run stop status test test-unit lint bench bench-serving llama-tools bench-gpu up-p1 up-p1-cpu up-p2 up-p2-cpu up-p3 up-p3-cpu up-p4 up-p4-cpu desktop up-monitoring mcp-dirs monitoring-dirs down logs clean
 
 help: ## Show the targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
@@ -81,6 +81,15 @@ lint: $(STAMP) ## ruff, mypy and bandit
 	$(BIN)/mypy
 	$(BIN)/bandit --quiet --recursive services --severity-level medium
 
+vendor: ## Fetch the pinned browser libraries (marked, DOMPurify, highlight.js, axe-core) from npm into desktop-app/vendor/
+	bash scripts/vendor.sh
+
+vendor-check: ## Verify desktop-app/vendor/ against its SHA256SUMS
+	$(PYTHON) scripts/vendor_check.py
+
+screenshots: models ## Write docs/screenshots/ (desktop-dark.png, phone.png) from a real p4 stack
+	AI_SUITE_SCREENSHOTS=1 $(BIN)/pytest -q tests/e2e/test_screenshots.py
+
 test: models system-packages lint ## Install what is missing, then run every test
 	$(BIN)/pytest $(PYTEST_ARGS)
 
@@ -94,6 +103,7 @@ bench: models ## Run the benchmarks; results go to docs/bench/
 	$(BIN)/python -m tests.bench.mcp
 	$(BIN)/python -m tests.bench.serving
 	$(BIN)/python -m tests.bench.monitoring
+	$(BIN)/python -m tests.bench.web
 
 llama-tools: $(STAMP) ## Build llama-server and llama-batched-bench from the locked llama-cpp-python sdist (cached)
 	$(BIN)/python -m tests.bench.llamacpp
