@@ -54,8 +54,10 @@ def find_browser(env: dict[str, str] | None = None) -> str | None:
     return None
 
 
-def window_argv(url: str, storage: Path, screenshot: Path | None = None, close_after_load: bool = False) -> list[str]:
+def window_argv(url: str, storage: Path, screenshot: Path | None = None, close_after_load: bool = False,
+                script: str | None = None) -> list[str]:
     argv = [sys.executable, "-m", "services.stack.window", url, "--storage", str(storage)]
+    argv += ["--eval", script] if script else []
     argv += ["--screenshot", str(screenshot)] if screenshot else []
     argv += ["--close-after-load"] if close_after_load else []
     return argv

@@ -8,6 +8,7 @@ Exit codes: 0 the window was closed, NO_TOOLKIT no toolkit could open one, 1 any
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import threading
@@ -17,6 +18,7 @@ from typing import Any
 
 NO_TOOLKIT = 3
 LOADED = "loaded"  # printed on stdout once the page has loaded
+RESULT_PREFIX = "result: "  # then --eval's result as JSON
 TITLE = "Local AI Suite"
 
 
@@ -35,6 +37,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--screenshot", type=Path, help="save a PNG of the window once the page has loaded")
     parser.add_argument("--close-after-load", action="store_true", help="close once loaded (and shot)")
     parser.add_argument("--size", default="1280x840", help="WIDTHxHEIGHT")
+    parser.add_argument("--eval", dest="script", metavar="JS",
+                        help="once loaded, run JS in the page as is (the app's CSP forbids the eval that "
+                             "evaluate_js wraps code in) and print its JSON result after RESULT_PREFIX")
     return parser
 
 
@@ -86,15 +91,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     failed: list[str] = []
 
     def after_start(win: Any) -> None:
-        if not win.events.loaded.wait(120):
-            failed.append("the page did not load within 120 s")
-        else:
+        try:
+            if not win.events.loaded.wait(120):
+                failed.append("the page did not load within 120 s")
+                return
             sys.stdout.write(LOADED + "\n")
+            if args.script:
+                sys.stdout.write(RESULT_PREFIX + json.dumps(win.run_js(args.script)) + "\n")
             sys.stdout.flush()
             if args.screenshot and not grab(win, args.screenshot):
                 failed.append(f"could not save a screenshot to {args.screenshot}")
-        if args.close_after_load or failed:
-            win.destroy()
+        except Exception as exc:  # noqa: BLE001  # reported, and the window closes rather than hangs
+            failed.append(f"{type(exc).__name__}: {exc}")
+        finally:
+            if args.close_after_load or failed:
+                win.destroy()
 
     storage = args.storage
     if storage is not None:
