@@ -95,6 +95,8 @@ def test_hostile_html_in_a_stored_answer_never_runs(page: Page, suite: Suite) ->
     open_app(page, f"/c/{conversation}")
     answer = page.get_by_role("article", name="Assistant message")
     expect(answer).to_contain_text("Here you go.")
+    # raw HTML from a model is shown as text
+    expect(answer).to_contain_text("<script>window.__xss = 'script'</script>")
     answer.get_by_text("hover me").hover()
     for link in answer.get_by_role("link").all():
         link.click(modifiers=["Control"])
