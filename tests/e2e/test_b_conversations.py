@@ -66,9 +66,10 @@ def test_ctrl_k_searches_the_conversations(page: Page, suite: Suite) -> None:
     search = page.get_by_role("searchbox", name="Search conversations")
     expect(search).to_be_focused()
     page.keyboard.type(word)
-    sidebar = page.get_by_role("navigation", name="Conversations")
-    expect(sidebar.get_by_role("link")).to_have_count(1)
-    expect(sidebar.get_by_role("link").first).to_contain_text("Birds")
+    results = page.get_by_role("list", name="Conversation list").get_by_role("link")
+    # best match first, with the message that matched under its title
+    expect(results.first).to_contain_text("Birds")
+    expect(results.first).to_contain_text(word)
     page.keyboard.press("Enter")
     expect(page).to_have_url(re.compile(f"/c/{found}$"))
     expect(page.get_by_role("article", name="Assistant message")).to_contain_text(word)
