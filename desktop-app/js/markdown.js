@@ -5,7 +5,14 @@ import DOMPurify from '/vendor/dompurify/purify.es.js';
 import hljs from '/vendor/highlight/highlight.min.js';
 import { h, copyText } from './dom.js';
 
-marked.setOptions({ gfm: true, breaks: false });
+const ESCAPES = { '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' };
+const escapeHtml = (text) => text.replace(/[&<>"']/g, (c) => ESCAPES[c]);
+
+// Raw HTML in model output is shown as text, never parsed as markup; DOMPurify then cleans what markdown made
+// (a `[link](javascript:...)` becomes a link without its href).
+marked.use({ gfm: true, breaks: false, renderer: {
+  html: (token) => (token.block ? `<p class="raw-html">${escapeHtml(token.text)}</p>` : escapeHtml(token.text)),
+} });
 
 // Blocks longer than this are highlighted in slices, one task each, so the page never freezes on a huge answer.
 const SLICE_LINES = 150;

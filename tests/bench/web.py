@@ -269,6 +269,7 @@ def write(result: dict[str, Any], out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / "web.json").write_text(json.dumps(result, indent=2) + "\n")
     ft, op, code = result["first_token"], result["open_500"], result["code_3000_lines"]
+    worst = max(code["longest_task_open_ms_median"], code["longest_task_stream_ms_median"])
     lines = [
         "# Chat app benchmark",
         "",
@@ -306,8 +307,7 @@ def write(result: dict[str, Any], out: Path) -> None:
         f"{code['longest_task_stream_ms_median']} |",
         "",
         "Long tasks are those over 50 ms (0 means none). Target: at most "
-        f"{GOALS['longest_task_ms']} ms at a time: "
-        f"{verdict(max(code['longest_task_open_ms_median'], code['longest_task_stream_ms_median']) <= GOALS['longest_task_ms'])}.",
+        f"{GOALS['longest_task_ms']} ms at a time: {verdict(worst <= GOALS['longest_task_ms'])}.",
         "",
     ]
     (out / "web.md").write_text("\n".join(lines))

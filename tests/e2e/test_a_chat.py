@@ -93,8 +93,11 @@ def test_regenerate_replaces_the_last_answer(page: Page, suite: Suite) -> None:
     answer = page.get_by_role("article", name="Assistant message")
     expect(answer).to_have_count(1)
     expect(answer.last).not_to_have_class(re.compile(r"\bstreaming\b"), timeout=180_000)
-    stored = wait_until(lambda: (lambda got: got if len(got) == 2 else None)(items(suite, conversation)), 30,
-                        "one question and one new answer")
+    def replaced() -> list[dict] | None:
+        got = items(suite, conversation)
+        return got if len(got) == 2 and got[1]["id"] != first[0]["id"] else None
+
+    stored = wait_until(replaced, 30, "one question and one new answer")
     assert [item["role"] for item in stored] == ["user", "assistant"]
     assert stored[1]["id"] != first[0]["id"]
     assert stored[0]["content"][0]["text"] == "Name a colour."

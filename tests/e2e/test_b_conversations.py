@@ -66,9 +66,10 @@ def test_ctrl_k_searches_the_conversations(page: Page, suite: Suite) -> None:
     search = page.get_by_role("searchbox", name="Search conversations")
     expect(search).to_be_focused()
     page.keyboard.type(word)
-    sidebar = page.get_by_role("navigation", name="Conversations")
-    expect(sidebar.get_by_role("link")).to_have_count(1)
-    expect(sidebar.get_by_role("link").first).to_contain_text("Birds")
+    results = page.get_by_role("list", name="Conversation list").get_by_role("link")
+    # best match first, with the message that matched under its title
+    expect(results.first).to_contain_text("Birds")
+    expect(results.first).to_contain_text(word)
     page.keyboard.press("Enter")
     expect(page).to_have_url(re.compile(f"/c/{found}$"))
     expect(page.get_by_role("article", name="Assistant message")).to_contain_text(word)
@@ -95,6 +96,8 @@ def test_hostile_html_in_a_stored_answer_never_runs(page: Page, suite: Suite) ->
     open_app(page, f"/c/{conversation}")
     answer = page.get_by_role("article", name="Assistant message")
     expect(answer).to_contain_text("Here you go.")
+    # raw HTML from a model is shown as text
+    expect(answer).to_contain_text("<script>window.__xss = 'script'</script>")
     answer.get_by_text("hover me").hover()
     for link in answer.get_by_role("link").all():
         link.click(modifiers=["Control"])

@@ -73,7 +73,8 @@ def test_axe_finds_no_serious_or_critical_violations(page: Page, suite: Suite, t
     conversation = stored_conversation(suite, "Accessible", CODE_ANSWER)
     page.set_viewport_size({"width": width, "height": 844})
     open_app(page, f"/c/{conversation}", theme=theme)
-    expect(page.get_by_role("article", name="Assistant message").locator("pre code .hljs-keyword").first).to_be_visible()
+    answer = page.get_by_role("article", name="Assistant message")
+    expect(answer.locator("pre code .hljs-keyword").first).to_be_visible()
     found = {"chat": axe(page)}
     for path in ("/settings", "/status", "/approvals"):
         page.get_by_role("link", name=path[1:].capitalize(), include_hidden=True).dispatch_event("click")
