@@ -7,18 +7,18 @@ STAMP := $(VENV)/.installed
 # uv itself comes from PyPI, hash-checked (requirements/uv.txt), into its own small venv.
 TOOLS := .tools
 UV := $(TOOLS)/bin/uv
-SYNC_EXTRAS := --extra all --extra test
+SYNC_EXTRAS := --extra all --extra desktop --extra test
 # uv installs into $(VENV) with the Python that runs make's checks, and never downloads a Python.
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 export UV_PYTHON := $(PYTHON)
 export UV_PYTHON_DOWNLOADS := never
-PHASE ?= p3
+PHASE ?= p4
 ENV_FILE := $(if $(wildcard .env),.env,.env.example)
 COMPOSE := docker compose --env-file $(ENV_FILE)
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install lock audit system-packages models run stop status test test-unit lint bench bench-serving llama-tools bench-gpu up-p1 up-p1-cpu up-p2 up-p2-cpu up-p3 up-p3-cpu up-monitoring mcp-dirs monitoring-dirs down logs clean
+.PHONY: vendor vendor-check screenshots help install lock audit system-packages models run stop status test test-unit lint bench bench-serving llama-tools bench-gpu up-p1 up-p1-cpu up-p2 up-p2-cpu up-p3 up-p3-cpu up-p4 up-p4-cpu desktop up-monitoring mcp-dirs monitoring-dirs down logs clean
 
 help: ## Show the targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
@@ -62,13 +62,16 @@ system-packages: ## Install the Debian packages the suite uses (apt-get), each o
 models: $(STAMP) ## Fetch and verify the bundled offline models into MODELS_DIR
 	$(BIN)/ai-suite models fetch
 
-run: models ## Start the suite natively (with Prometheus and Alertmanager when installed) and print the URLs
+run: models ## Start the suite natively (phase 4 by default; with Prometheus and Alertmanager when installed) and print the URLs, the chat app's first
 	@bash scripts/install-debian-packages.sh $(SYSTEM_PACKAGES) || echo "warning: without them the tools that need them answer with an error until they are installed"
 	@flag=""; \
 	if [ "$(MONITORING)" = yes ] || { [ "$(MONITORING)" = auto ] && [ -x "$(PROMETHEUS_PATH)" ] \
 	    && [ -x "$(ALERTMANAGER_PATH)" ] && [ -x "$(NODE_EXPORTER_PATH)" ]; }; then flag=--monitoring; fi; \
 	echo "$(BIN)/ai-suite up $(PHASE) $$flag"; \
 	$(BIN)/ai-suite up $(PHASE) $$flag
+
+desktop: models ## Open the chat app in a window of its own (starts p4 first when it is not up)
+	$(BIN)/ai-suite desktop
 
 stop: ## Stop the native suite
 	@test -x $(BIN)/ai-suite && $(BIN)/ai-suite down || true
@@ -80,6 +83,15 @@ lint: $(STAMP) ## ruff, mypy and bandit
 	$(BIN)/ruff check services tests
 	$(BIN)/mypy
 	$(BIN)/bandit --quiet --recursive services --severity-level medium
+
+vendor: ## Fetch the pinned browser libraries (marked, DOMPurify, highlight.js, axe-core) from npm into desktop-app/vendor/
+	bash scripts/vendor.sh
+
+vendor-check: ## Verify desktop-app/vendor/ against its SHA256SUMS
+	$(PYTHON) scripts/vendor_check.py
+
+screenshots: models ## Write docs/screenshots/ (desktop-dark.png, phone.png) from a real p4 stack
+	AI_SUITE_SCREENSHOTS=1 $(BIN)/pytest -q tests/e2e/test_screenshots.py
 
 test: models system-packages lint ## Install what is missing, then run every test
 	$(BIN)/pytest $(PYTEST_ARGS)
@@ -95,6 +107,7 @@ bench: models ## Run the benchmarks; results go to docs/bench/
 	$(BIN)/python -m tests.bench.serving
 	$(BIN)/python -m tests.bench.monitoring
 	$(BIN)/python -m tests.bench.caches
+	$(BIN)/python -m tests.bench.web
 
 llama-tools: $(STAMP) ## Build llama-server and llama-batched-bench from the locked llama-cpp-python sdist (cached)
 	$(BIN)/python -m tests.bench.llamacpp
@@ -111,6 +124,8 @@ P2_FILES := $(P1_FILES) -f docker/compose.p2.yml
 P2_GPU := $(P1_GPU) -f docker/compose.p2.yml -f docker/compose.p2.gpu.yml
 P3_FILES := $(P2_FILES) -f docker/compose.p3.yml
 P3_GPU := $(P2_GPU) -f docker/compose.p3.yml
+P4_FILES := $(P3_FILES) -f docker/compose.p4.yml
+P4_GPU := $(P3_GPU) -f docker/compose.p4.yml
 # DATA_DIR as compose sees it (environment, then the env file, then the default; relative to docker/)
 DATA_DIR_HOST = $(or $(DATA_DIR),$(shell sed -n 's/^DATA_DIR=//p' $(ENV_FILE) | tail -n 1),../data)
 
@@ -136,7 +151,13 @@ up-p3: mcp-dirs ## Docker: phase 3 (+ MCP server on :8020) with the NVIDIA GPU
 up-p3-cpu: mcp-dirs ## Docker: phase 3 on the CPU
 	$(COMPOSE) $(P3_FILES) up -d --build
 
-# the phase's files (PHASE=p1|p2|p3; GPU=1 adds the GPU overlays), for up-monitoring
+up-p4: mcp-dirs ## Docker: phase 4 (+ the chat app on :3000) with the NVIDIA GPU
+	$(COMPOSE) $(P4_GPU) up -d --build
+
+up-p4-cpu: mcp-dirs ## Docker: phase 4 on the CPU
+	$(COMPOSE) $(P4_FILES) up -d --build
+
+# the phase's files (PHASE=p1|p2|p3|p4; GPU=1 adds the GPU overlays), for up-monitoring
 PHASE_FILES = $($(subst p,P,$(PHASE))_$(if $(GPU),GPU,FILES))
 
 monitoring-dirs:
@@ -144,15 +165,15 @@ monitoring-dirs:
 	@cd docker && for dir in monitoring prometheus alertmanager grafana loki promtail alerts logs; do \
 	    mkdir -p "$(DATA_DIR_HOST)/$$dir"; done
 
-up-monitoring: mcp-dirs monitoring-dirs $(STAMP) ## Docker: PHASE (default p3; GPU=1 for the GPU files) plus Prometheus, Alertmanager, Grafana (:3001), Loki, Promtail, cAdvisor
+up-monitoring: mcp-dirs monitoring-dirs $(STAMP) ## Docker: PHASE (default p4; GPU=1 for the GPU files) plus Prometheus, Alertmanager, Grafana (:3001), Loki, Promtail, cAdvisor
 	$(BIN)/ai-suite monitoring config $(PHASE) --env-file $(ENV_FILE)
 	$(COMPOSE) $(PHASE_FILES) -f docker/compose.monitoring.yml up -d --build
 
 down: ## Docker: stop every phase (and the monitoring overlay)
-	$(COMPOSE) $(P3_FILES) down --remove-orphans
+	$(COMPOSE) $(P4_FILES) down --remove-orphans
 
 logs: ## Docker: follow the logs
-	$(COMPOSE) $(P3_FILES) logs -f --tail=100
+	$(COMPOSE) $(P4_FILES) logs -f --tail=100
 
 clean: stop ## Remove the virtualenv and caches (keeps models and data)
 	rm -rf $(VENV) $(TOOLS) .pytest_cache .mypy_cache .ruff_cache

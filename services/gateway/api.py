@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
@@ -71,6 +72,12 @@ for prefix in ("/v1", ""):
     router.add_api_route(f"{prefix}/completions", completions, methods=["POST"])
     router.add_api_route(f"{prefix}/embeddings", embeddings, methods=["POST"])
     router.add_api_route(f"{prefix}/models", list_models, methods=["GET"])
+
+
+@router.get("/v1/status")
+async def backend_status(request: Request) -> dict[str, Any]:
+    """Each model backend: healthy, loading, cooling_down or down, with its queue and last decode speed."""
+    return await gateway_state(request).status.view()
 
 
 @router.get("/health")

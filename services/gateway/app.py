@@ -23,6 +23,7 @@ from services.gateway.response_cache import ResponseCache
 from services.gateway.routing import CHAT, CODE, Cooldowns, Deployment, Router
 from services.gateway.settings import GatewaySettings
 from services.gateway.state import GatewayState
+from services.gateway.status import StatusBoard
 
 
 def deployments_from(settings: GatewaySettings) -> dict[str, Deployment]:
@@ -62,8 +63,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     forwarder = Forwarder(client, router, settings, app.state.metrics)
     conversations = Conversations(settings, client, forwarder, router, app.state.metrics)
     responses = ResponseCache(settings, app.state.metrics) if settings.response_cache else None
+    status = StatusBoard(client, router)
     app.state.gateway = GatewayState(settings, client, forwarder, router, EmbeddingForwarder(client, settings),
-                                     conversations, responses)
+                                     conversations, status, responses)
     conversations.start()
     poller = None
     if settings.backend_poll_seconds > 0 and any(len(pool) > 1 for pool in router.pools.values()):
@@ -75,6 +77,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             poller.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await poller
+        await status.close()
         await conversations.close()
         await client.aclose()
 

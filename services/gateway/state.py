@@ -13,6 +13,7 @@ from services.gateway.proxy import Forwarder
 from services.gateway.response_cache import ResponseCache
 from services.gateway.routing import Router
 from services.gateway.settings import GatewaySettings
+from services.gateway.status import StatusBoard
 
 
 @dataclass
@@ -25,6 +26,7 @@ class GatewayState:
     router: Router
     embeddings: EmbeddingForwarder
     conversations: Conversations
+    status: StatusBoard
     responses: ResponseCache | None = None  # GATEWAY_RESPONSE_CACHE
 
 

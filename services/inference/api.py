@@ -36,6 +36,10 @@ async def health(request: Request) -> JSONResponse:
         "n_ctx": state.engine.n_ctx if state.engine else settings.n_ctx,
         "queue_depth": state.queue.waiting if state.queue else 0,
         "slots": {"total": settings.n_parallel, "running": state.queue.running if state.queue else 0},
+        # flat for the gateway's /v1/status
+        "waiting": state.queue.waiting if state.queue else 0,
+        "running": state.queue.running if state.queue else 0,
+        "last_tokens_per_second": state.queue.last_tokens_per_second if state.queue else None,
     })
 
 # Builds one OpenAI chunk from (text delta or None for the final chunk, finish reason).

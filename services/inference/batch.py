@@ -35,6 +35,7 @@ class BatchLoop:
         self.engine = engine
         self.metrics = metrics
         self.slots = [Slot(seq_id, engine.llm) for seq_id in range(engine.n_parallel)]
+        self.last_tokens_per_second: float | None = None  # decode speed of the last finished generation
         self._ctx = engine.context.ctx
         self._memory = engine.context.memory
         self._capacity = engine.n_batch
@@ -195,6 +196,7 @@ class BatchLoop:
             m.time_to_first_token.observe(queued + result.prompt_seconds)
         if result.completion_tokens > 1 and result.decode_seconds > 0:
             m.time_per_output_token.observe(result.decode_seconds / (result.completion_tokens - 1))
+            self.last_tokens_per_second = (result.completion_tokens - 1) / result.decode_seconds
 
     def _update_gauges(self) -> None:
         busy = [slot for slot in self.slots if slot.busy]

@@ -104,6 +104,11 @@ class GenerationQueue:
     def running(self) -> int:
         return len(self._running)
 
+    @property
+    def last_tokens_per_second(self) -> float | None:
+        """Decode speed of the last generation that finished with more than one token (None before one)."""
+        return self._batches.last_tokens_per_second
+
     async def submit(self, prompt: list[int], sampling: Sampling, receive: Receive, stream: bool,
                      arrived: float | None = None) -> Job:
         """Wait for a free slot (or the client leaving) and start generating in it.

@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from services.common.errors import NotFound, SuiteError, Unauthorized
+from services.common.errors import BadRequest, NotFound, SuiteError, Unauthorized
 from services.common.health import health_response
+from services.mcp_server.gate.approvals import (
+    AlreadyDecided,
+    ApprovalError,
+    RequestExpired,
+    SelfApproval,
+    UnknownRequest,
+    decide_and_record,
+)
 from services.mcp_server.gate.db import PERM_DECIDE
 from services.mcp_server.gate.identity import AuthenticationError
 from services.mcp_server.gate.layer import SecurityLayer
@@ -18,10 +27,19 @@ from services.mcp_server.gate.rbac import Identity
 router = APIRouter()
 
 
+MAX_REASON_CHARS = 1000
+
+
 class Forbidden(SuiteError):
     status = 403
     type = "permission_error"
     code = "forbidden"
+
+
+class Conflict(SuiteError):
+    status = 409
+    type = "invalid_request_error"
+    code = "already_decided"
 
 
 def security(request: Request) -> SecurityLayer:
@@ -65,3 +83,54 @@ async def my_approvals(request: Request, everyone: bool = False) -> dict[str, An
         raise Forbidden("only approvers may list everyone's requests")
     found = await asyncio.to_thread(layer.approvals.find, None if everyone else caller.user)
     return {"user": caller.user, "requests": [req.public() for req in found]}
+
+
+async def _reason(request: Request) -> str:
+    raw = await request.body()
+    if not raw.strip():
+        return ""
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        raise BadRequest("request body is not valid JSON") from None
+    reason = body.get("reason", "") if isinstance(body, dict) else None
+    if not isinstance(reason, str):
+        raise BadRequest('expected {"reason": "..."} with a string reason', param="reason")
+    if len(reason) > MAX_REASON_CHARS:
+        raise BadRequest(f"reason is longer than {MAX_REASON_CHARS} characters", param="reason")
+    return reason
+
+
+@router.post("/api/approvals/{request_id}/{decision}")
+async def decide(request_id: str, decision: str, request: Request) -> dict[str, Any]:
+    """Approve or reject a pending request from the chat app's Approvals page.
+
+    Refused with 403 unless the request comes from one of MCP_APPROVAL_ORIGINS (a page elsewhere cannot
+    ride on a user's key), the caller's role may decide, and the caller is not the one who asked. Every
+    attempt that reaches the approval store is in the audit chain, as `ai-approvals` decisions are.
+    """
+    if decision not in ("approve", "reject"):
+        raise NotFound(f"no decision {decision!r}: use approve or reject")
+    layer = security(request)
+    origin = request.headers.get("origin")
+    if origin not in layer.settings.approval_origins:
+        raise Forbidden(f"decisions are taken only from the chat app (Origin {origin or 'missing'} is not one of "
+                        "MCP_APPROVAL_ORIGINS)", code="origin_not_allowed")
+    caller = _caller(layer, request)
+    if not layer.auth.has(caller.role, PERM_DECIDE):
+        raise Forbidden(f"role {caller.role!r} may not decide approval requests", code="not_approver")
+    reason = await _reason(request)
+    settings = layer.settings
+    try:
+        decided = await asyncio.to_thread(
+            decide_and_record, layer.approvals, request_id, caller.user, decision == "approve", reason,
+            audit=settings.audit_enabled, audit_key=settings.audit_key_path())
+    except UnknownRequest as exc:
+        raise NotFound(str(exc), code="approval_not_found") from None
+    except (AlreadyDecided, RequestExpired) as exc:
+        raise Conflict(str(exc)) from None
+    except SelfApproval as exc:
+        raise Forbidden(str(exc), code="self_approval") from None
+    except ApprovalError as exc:  # NotApprover: the role changed since the key was checked
+        raise Forbidden(str(exc), code="not_approver") from None
+    return decided.public()

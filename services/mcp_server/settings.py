@@ -56,6 +56,11 @@ class McpSettings(SuiteSettings):
     owner_role: str = Field(
         "developer", alias="MCP_OWNER_ROLE", description="Role of the local owner (stdio and the owner key file)."
     )
+    approval_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["http://127.0.0.1:3000", "http://localhost:3000"], alias="MCP_APPROVAL_ORIGINS",
+        description="Comma-separated origins (scheme://host:port) whose pages may approve or reject requests "
+        "over HTTP: the chat app's own. A decision from any other Origin, or none, is refused with 403.",
+    )
     anonymous_role: str = Field(
         "guest", alias="MCP_ANONYMOUS_ROLE",
         description="Role of an HTTP caller without a key, on loopback only; empty refuses such callers.",
@@ -137,7 +142,7 @@ class McpSettings(SuiteSettings):
     )
 
     _split_lists = field_validator(
-        "allowed_roots", "command_allowlist", "web_allowed_hosts", mode="before"
+        "allowed_roots", "command_allowlist", "web_allowed_hosts", "approval_origins", mode="before"
     )(_csv)
 
     @field_validator("web_allowed_hosts")

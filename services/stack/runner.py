@@ -33,8 +33,9 @@ from services.stack.procs import (
 from services.stack.replicas import ReplicaError, add_replicas
 
 ROOT = Path(__file__).resolve().parents[2]
-PHASES = ("p1", "p2", "p3")
+PHASES = ("p1", "p2", "p3", "p4")
 MONITORING_FILE = "compose.monitoring.yml"
+APP_URL = "Chat app"  # the x-native.urls label of the web app (phase 4)
 POLL_SECONDS = 0.2
 STOP_TIMEOUT = 15.0
 log = logging.getLogger(__name__)
@@ -148,8 +149,10 @@ class Stack:
         return write_config_files(files, private=api_key is not None)
 
     def urls(self) -> dict[str, str]:
-        """Named URLs (x-native.urls) followed by each service's base URL."""
+        """Named URLs (x-native.urls; the chat app's first, where people start) then each service's base URL."""
         named = interpolate((self.doc.get(NATIVE_KEY) or {}).get("urls") or {}, self.variables)
+        if APP_URL in named:
+            named = {APP_URL: named.pop(APP_URL), **named}
         for name in self.order:
             own_url = ((self.doc["services"][name].get(NATIVE_KEY) or {}).get("url"))
             if own_url:  # e.g. postgresql://, which the http:// default below would misstate

@@ -203,7 +203,7 @@ def test_inference_dockerfile_builds_llama_cpp_with_cuda() -> None:
 
 def test_every_image_installs_from_the_lock() -> None:
     dockerfiles = sorted((ROOT / "services").glob("*/Dockerfile"))
-    assert len(dockerfiles) == 6  # inference, gateway, embedding, rag, mcp_server, alerts
+    assert len(dockerfiles) == 7  # inference, gateway, embedding, rag, mcp_server, alerts, web
     for dockerfile in dockerfiles:
         text = dockerfile.read_text(encoding="utf-8")
         assert "pip install --require-hashes --no-deps -r /tmp/uv.txt" in text, dockerfile

@@ -126,6 +126,9 @@ async def test_one_stream_leaving_a_batch_stops_only_itself(gguf_path: Path) -> 
     assert metric(text, "gen_ai_server_generation_tokens_total") < 3 * 48 + 200
     assert metric(text, "gen_ai_server_requests_running") == 0
     assert health["slots"] == {"total": 4, "running": 0}
+    # the gateway's /v1/status reads these flat fields: the speed is the last finished generation's
+    assert health["waiting"] == 0 and health["running"] == 0
+    assert health["last_tokens_per_second"] == metric(text, "inference_tokens_per_second") > 0
 
 
 async def test_queue_bound_counts_waiting_requests_beyond_the_busy_slots(gguf_path: Path) -> None:
@@ -145,6 +148,7 @@ async def test_queue_bound_counts_waiting_requests_beyond_the_busy_slots(gguf_pa
     assert int(refused.headers["Retry-After"]) >= 1
     assert refused.json()["error"]["code"] == "queue_full"
     assert health["slots"] == {"total": 2, "running": 2} and health["queue_depth"] == 1
+    assert health["waiting"] == 1 and health["running"] == 2
     assert queued.status_code == 200 and queued.json()["choices"][0]["text"]
 
 

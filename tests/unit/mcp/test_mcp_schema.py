@@ -1,4 +1,4 @@
-"""Schemathesis over the MCP server's own HTTP routes (health, approval status), with and without a key."""
+"""Schemathesis over the MCP server's own HTTP routes (health, approvals), with and without a key."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ from services.mcp_server.gate import db
 from tests.support.fuzz import fuzz
 from tests.unit.mcp.security_support import live_server, make_settings
 
-ROUTES = {"GET /health", "GET /api/approvals", "GET /api/approvals/{request_id}/status"}
+ROUTES = {"GET /health", "GET /api/approvals", "GET /api/approvals/{request_id}/status",
+          "POST /api/approvals/{request_id}/{decision}"}
 
 
 def test_no_generated_request_gets_a_server_error(tmp_path: Path) -> None:
