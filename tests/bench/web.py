@@ -84,26 +84,27 @@ def gateway_ttft(client: httpx.Client, gateway: str) -> float:
     return first
 
 
-WATCH_FIRST_TOKEN = """() => new Promise((resolve) => {
+WATCH_FIRST_TOKEN = """() => {
+    window.__firstToken = null;
     const log = document.getElementById('messages');
     const observer = new MutationObserver(() => {
         const answers = log.querySelectorAll('article.assistant .message-body');
         const last = answers[answers.length - 1];
         if (last && last.textContent.trim()) {
             observer.disconnect();
-            requestAnimationFrame(() => setTimeout(() => resolve(performance.now()), 0));
+            // painted: the frame that shows it, then the task after it
+            requestAnimationFrame(() => setTimeout(() => { window.__firstToken = performance.now(); }, 0));
         }
     });
     observer.observe(log, {childList: true, subtree: true, characterData: true});
-    window.__firstToken = null;
-}).then((t) => { window.__firstToken = t; })"""
+}"""
 
 
 def page_first_token(page: Page, web: str) -> float:
     """Seconds from the page's request start to the first token painted, for the same request as the gateway's."""
     page.goto(f"{web}/")
     page.get_by_role("textbox", name="Message").wait_for()
-    page.evaluate(f"() => {{ {WATCH_FIRST_TOKEN}(); }}")
+    page.evaluate(WATCH_FIRST_TOKEN)
     page.get_by_role("textbox", name="Message").fill(PROMPT)
     page.get_by_role("textbox", name="Message").press("Enter")
     page.wait_for_function("window.__firstToken !== null", timeout=120_000)

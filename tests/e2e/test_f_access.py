@@ -14,7 +14,7 @@ from tests.e2e.test_c_render import CODE_ANSWER
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
 
-def press_tab_until(page: Page, name: str, key: str = "Tab", limit: int = 40) -> None:
+def press_tab_until(page: Page, name: str, key: str = "Tab", limit: int = 200) -> None:
     """Press Tab (or Shift+Tab) until the focused element's accessible text is `name`."""
     for _ in range(limit):
         page.keyboard.press(key)
