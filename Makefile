@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 # uv itself comes from PyPI, hash-checked (requirements/uv.txt), into its own small venv.
 TOOLS := .tools
 UV := $(TOOLS)/bin/uv
-SYNC_EXTRAS := --extra all --extra test
+SYNC_EXTRAS := --extra all --extra desktop --extra test
 # uv installs into $(VENV) with the Python that runs make's checks, and never downloads a Python.
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 export UV_PYTHON := $(PYTHON)
@@ -62,13 +62,16 @@ system-packages: ## Install the Debian packages the suite uses (apt-get), each o
 models: $(STAMP) ## Fetch and verify the bundled offline models into MODELS_DIR
 	$(BIN)/ai-suite models fetch
 
-run: models ## Start the suite natively (with Prometheus and Alertmanager when installed) and print the URLs
+run: models ## Start the suite natively (phase 4 by default; with Prometheus and Alertmanager when installed) and print the URLs, the chat app's first
 	@bash scripts/install-debian-packages.sh $(SYSTEM_PACKAGES) || echo "warning: without them the tools that need them answer with an error until they are installed"
 	@flag=""; \
 	if [ "$(MONITORING)" = yes ] || { [ "$(MONITORING)" = auto ] && [ -x "$(PROMETHEUS_PATH)" ] \
 	    && [ -x "$(ALERTMANAGER_PATH)" ] && [ -x "$(NODE_EXPORTER_PATH)" ]; }; then flag=--monitoring; fi; \
 	echo "$(BIN)/ai-suite up $(PHASE) $$flag"; \
 	$(BIN)/ai-suite up $(PHASE) $$flag
+
+desktop: models ## Open the chat app in a window of its own (starts p4 first when it is not up)
+	$(BIN)/ai-suite desktop
 
 stop: ## Stop the native suite
 	@test -x $(BIN)/ai-suite && $(BIN)/ai-suite down || true

@@ -22,7 +22,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 IGNORE_FILE = ROOT / "pip-audit-ignore.toml"
-EXTRAS = ("all", "test")
+EXTRAS = ("all", "desktop", "test")
 # What pip-audit prints when it could not ask the service about a package.
 UNREACHABLE_MARKERS = ("could not be audited", "ConnectionError", "ServiceError", "Max retries exceeded")
 

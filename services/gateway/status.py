@@ -26,6 +26,7 @@ POLL_INTERVAL = 1.0
 POLL_TIMEOUT = 1.0
 STATUS_IDLE_SECONDS = 30.0
 FIRST_POLL_WAIT = 5.0
+STALE_AFTER = 2 * POLL_INTERVAL  # an older view is refreshed before it is served
 
 
 @dataclass(frozen=True)
@@ -93,20 +94,25 @@ class StatusBoard:
         self._polled.set()
 
     async def _loop(self) -> None:
-        while time.monotonic() - self._asked < STATUS_IDLE_SECONDS:
+        while True:
             started = time.monotonic()
             try:
                 await self.poll()
             except Exception:  # a poll must never end the loop silently with stale data served
                 log.exception("polling the backends' health failed")
+            if time.monotonic() - self._asked >= STATUS_IDLE_SECONDS:
+                return  # nobody reads the status: stop until the next reader
             await asyncio.sleep(max(0.0, POLL_INTERVAL - (time.monotonic() - started)))
 
     async def view(self) -> dict[str, Any]:
         """The status body; starts the poller when it is idle and waits for a first poll."""
         self._asked = time.monotonic()
+        stale = self.checked_at is None or self.clock() - self.checked_at > STALE_AFTER
+        if stale:
+            self._polled.clear()  # after an idle spell the view is old: wait for the next poll
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._loop(), name="backend-status")
-        if self.checked_at is None:
+        if stale:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._polled.wait(), FIRST_POLL_WAIT)
         return {"object": "status", "checked_at": self.checked_at,

@@ -36,6 +36,7 @@ restarted as its compose `restart:` policy says (with backoff; one that keeps cr
 crash-loop). Its log is ${DATA_DIR}/logs/supervisor.log.
   ai-suite up p3                   everything above plus the MCP server (http://127.0.0.1:8020/mcp)
   ai-suite up p4                   everything above plus the chat app (http://127.0.0.1:3000)
+  ai-suite desktop                 the chat app in a window of its own (starts p4 first if it is down)
   ai-suite mcp --stdio             the MCP server on stdin/stdout, for Claude Desktop (docs/mcp.md)
   ai-suite audit verify            check the keyed MCP audit chain: exit 0 intact, 1 tampered, 2 not checked
 
@@ -82,6 +83,14 @@ def _parser() -> argparse.ArgumentParser:
     status = sub.add_parser("status", parents=[common],
                             help="show each service's state, pid, port, health, restarts and last exit")
     status.add_argument("phase", nargs="?", choices=PHASES, help="default: the latest phase")
+
+    desktop = sub.add_parser("desktop", parents=[common],
+                             help="open the chat app in a window of its own (starts p4 first if it is not up)")
+    desktop.add_argument("--backend", choices=["auto", "window", "chromium"], default="auto",
+                         help="window: pywebview only; chromium: Chromium's app mode; auto: the window, "
+                              "else Chromium (default)")
+    desktop.add_argument("--no-start", action="store_true", help="fail rather than start the suite")
+    desktop.add_argument("--gpu", action="store_true", help="when starting the suite, with the GPU overlays")
 
     urls = sub.add_parser("urls", parents=[common], help="print the URLs of a phase's services")
     urls.add_argument("phase", nargs="?", choices=PHASES, help="default: the latest phase")
@@ -240,6 +249,29 @@ def cmd_restore(args: argparse.Namespace, console: Console) -> int:
     return EXIT_OK
 
 
+def cmd_desktop(args: argparse.Namespace, console: Console) -> int:
+    from services.stack.desktop import app_url, is_up, open_app
+
+    stack = _stack(args, "p4")
+    url = app_url(stack)
+    if not is_up(url):
+        if args.no_start:
+            console.print(f"[red]error:[/] the chat app does not answer at {escape(url)}; start it with "
+                          "`ai-suite up p4`")
+            return EXIT_FAILED
+        console.print("The chat app is not running; starting p4 first.")
+        up_args = argparse.Namespace(**{**vars(args), "phase": "p4", "monitoring": False})
+        code = cmd_up(up_args, console)
+        if code != EXIT_OK:
+            return code
+    console.print(f"Opening the chat app: {escape(url)}")
+    opened = open_app(url, stack.data_dir, args.backend, on_line=lambda line: console.print(escape(line)))
+    if opened.how == "none":
+        console.print(f"[red]error:[/] {escape(opened.detail)}")
+        return EXIT_FAILED
+    return opened.code
+
+
 def cmd_urls(args: argparse.Namespace, console: Console) -> int:
     _print_urls(console, _stack(args, args.phase))
     return EXIT_OK
@@ -287,7 +319,7 @@ def mcp_environment(args: argparse.Namespace) -> dict[str, str]:
 
 
 COMMANDS = {"up": cmd_up, "down": cmd_down, "stop": cmd_stop, "status": cmd_status, "backup": cmd_backup,
-            "restore": cmd_restore, "urls": cmd_urls, "logs": cmd_logs, "models": cmd_models,
+            "desktop": cmd_desktop, "restore": cmd_restore, "urls": cmd_urls, "logs": cmd_logs, "models": cmd_models,
             "monitoring": cmd_monitoring}
 
 

@@ -65,10 +65,15 @@ async def forward(client: httpx.AsyncClient, request: Request, url: str, name: s
                               retry_after=RETRY_AFTER) from exc
     except httpx.TransportError as exc:
         raise ServiceUnavailable(f"{name} is not reachable ({describe(exc)}); is it running?",
-                                 retry_after=RETRY_AFTER, code=f"{name.replace(' ', '_')}_unavailable") from exc
+                                 retry_after=RETRY_AFTER, code=unavailable_code(name)) from exc
     response = StreamingResponse(relay(upstream), status_code=upstream.status_code)
     response.raw_headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in response_headers(upstream)]
     return response
+
+
+def unavailable_code(name: str) -> str:
+    """"the RAG service" -> rag_service_unavailable"""
+    return name.removeprefix("the ").lower().replace(" ", "_") + "_unavailable"
 
 
 def describe(exc: Exception) -> str:

@@ -114,3 +114,12 @@ def test_makefile_starts_phase_four() -> None:
     assert "P4_FILES := $(P3_FILES) -f docker/compose.p4.yml" in text
     assert "up-p4: mcp-dirs" in text and "$(COMPOSE) $(P4_GPU) up -d --build" in text
     assert "up-p4-cpu: mcp-dirs" in text and "$(COMPOSE) $(P4_FILES) up -d --build" in text
+
+
+def test_the_app_reaches_the_image_build_context() -> None:
+    # services/web/Dockerfile copies desktop-app/; an ignored folder would fail the build
+    lines = (ROOT / ".dockerignore").read_text(encoding="utf-8").splitlines()
+    ignored = [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+    assert not any(entry.strip("/*") == "desktop-app" for entry in ignored)
+    # the app's own test and development files stay out
+    assert "desktop-app/node_modules/" in ignored or "node_modules/" in ignored

@@ -7,10 +7,14 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+import httpx
 import pytest
+from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 
+from services.gateway import status
+from services.gateway.app import create_app
 from tests.support.fake_openai import FakeBackend, ThreadedServer
 from tests.support.procs import free_port
 from tests.unit.test_gateway_app import gateway, make_settings
@@ -131,3 +135,18 @@ async def test_status_needs_the_key_off_loopback(health_backend: HealthOnly) -> 
     async with gateway(settings) as gw:
         assert (await gw.get("/v1/status")).status_code == 401
         assert (await gw.get("/v1/status", headers={"authorization": "Bearer k"})).status_code == 200
+
+
+async def test_after_an_idle_spell_the_first_read_is_fresh(health_backend: HealthOnly,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(status, "STATUS_IDLE_SECONDS", 0.0)  # the poller stops after each read
+    app = create_app(make_settings(health_backend.api_base, health_backend.api_base))
+    async with LifespanManager(app) as manager:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=manager.app), base_url="http://gw") as gw:
+            assert (await gw.get("/v1/status")).json()["backends"][0]["state"] == "healthy"
+            board = app.state.gateway.status
+            board.checked_at -= 60  # as if the last poll were a minute old
+            health_backend.server.stop()
+            body = (await gw.get("/v1/status")).json()
+    assert body["backends"][0]["state"] == "down"
+    assert time.time() - body["checked_at"] < 30

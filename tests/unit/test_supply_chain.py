@@ -41,7 +41,7 @@ def test_the_lock_matches_pyproject() -> None:
 def test_the_installed_environment_is_exactly_the_lock() -> None:
     exported = subprocess.run(
         [_uv(), "export", "--frozen", "--quiet", "--format", "requirements-txt", "--no-hashes", "--no-header",
-         "--no-annotate", "--no-emit-project", "--extra", "all", "--extra", "test"],
+         "--no-annotate", "--no-emit-project", "--extra", "all", "--extra", "desktop", "--extra", "test"],
         cwd=ROOT, capture_output=True, text=True, check=True,
     ).stdout
     expected = {}

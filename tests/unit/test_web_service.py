@@ -141,6 +141,7 @@ async def test_gateway_down_is_503_with_retry_after(static_dir: Path) -> None:
         assert int(response.headers["retry-after"]) > 0
         error = response.json()["error"]
         assert error["type"] == "service_unavailable" and "gateway" in error["message"]
+        assert error["code"] == "gateway_unavailable"
         assert_security_headers(response)
         rag = await web.get("/rag/collections")
         assert rag.status_code == 503 and "RAG" in rag.json()["error"]["message"]
