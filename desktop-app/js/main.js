@@ -114,6 +114,11 @@ document.addEventListener('keydown', (event) => {
   }
 });
 
+document.querySelector('.skip-link').addEventListener('click', (event) => {
+  event.preventDefault();
+  if (location.pathname.startsWith('/c/') || location.pathname === '/') $('prompt').focus();
+  else navigate('/');
+});
 $('new-chat').addEventListener('click', () => {
   if (location.pathname === '/') chat.newChat();
   else navigate('/');

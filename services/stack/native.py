@@ -55,6 +55,8 @@ class HealthWatch:
     interval: float = 30.0
     retries: int = 3
     start_period: float = 0.0
+    # how long one healthcheck command may take (compose's `timeout`): a Python check on a busy machine needs seconds
+    timeout: float = 30.0
 
     @property
     def hung_after(self) -> float:
@@ -176,7 +178,8 @@ def _restart(service: Mapping[str, Any], name: str) -> str:
 def _watch(service: Mapping[str, Any]) -> HealthWatch:
     health = service.get("healthcheck") or {}
     return HealthWatch(parse_duration(health.get("interval", "30s")) or 30.0, int(health.get("retries", 3)),
-                       parse_duration(health.get("start_period", "0s")))
+                       parse_duration(health.get("start_period", "0s")),
+                       parse_duration(health.get("timeout", "30s")) or 30.0)
 
 
 def _environment(service: Mapping[str, Any], mapping: Mapping[str, Path], names: set[str]) -> dict[str, str]:

@@ -307,6 +307,8 @@ class Stack:
         if spec.health_url:
             return probe(spec.health_url, timeout)
         if spec.health_argv:
+            # a command check starts a process: give it the compose healthcheck's own timeout when that is longer
+            timeout = max(timeout, spec.watch.timeout)
             try:
                 done = subprocess.run(spec.health_argv, cwd=self.root, env={**os.environ, **spec.env},
                                       capture_output=True, timeout=timeout)

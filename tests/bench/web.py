@@ -84,29 +84,30 @@ def gateway_ttft(client: httpx.Client, gateway: str) -> float:
     return first
 
 
-WATCH_FIRST_TOKEN = """() => new Promise((resolve) => {
+WATCH_FIRST_TOKEN = """() => {
+    window.__firstToken = null;
     const log = document.getElementById('messages');
     const observer = new MutationObserver(() => {
         const answers = log.querySelectorAll('article.assistant .message-body');
         const last = answers[answers.length - 1];
         if (last && last.textContent.trim()) {
             observer.disconnect();
-            requestAnimationFrame(() => setTimeout(() => resolve(performance.now()), 0));
+            // painted: the frame that shows it, then the task after it
+            requestAnimationFrame(() => setTimeout(() => { window.__firstToken = performance.now(); }, 0));
         }
     });
     observer.observe(log, {childList: true, subtree: true, characterData: true});
-    window.__firstToken = null;
-}).then((t) => { window.__firstToken = t; })"""
+}"""
 
 
 def page_first_token(page: Page, web: str) -> float:
     """Seconds from the page's request start to the first token painted, for the same request as the gateway's."""
     page.goto(f"{web}/")
     page.get_by_role("textbox", name="Message").wait_for()
-    page.evaluate(f"() => {{ {WATCH_FIRST_TOKEN}(); }}")
+    page.evaluate(WATCH_FIRST_TOKEN)
     page.get_by_role("textbox", name="Message").fill(PROMPT)
     page.get_by_role("textbox", name="Message").press("Enter")
-    page.wait_for_function("window.__firstToken !== null", timeout=120_000)
+    page.wait_for_function("() => window.__firstToken !== null", timeout=120_000)
     page.get_by_role("button", name="Stop").wait_for(state="hidden", timeout=120_000)
     started = page.evaluate("""() => performance.getEntriesByType('resource')
         .filter(e => e.name.endsWith('/v1/chat/completions')).at(-1).startTime""")
@@ -151,7 +152,8 @@ def open_times(page: Page, web: str, conversation: str, other: str, count: int) 
     page.locator(f'a[data-id="{conversation}"]').wait_for()
     clicked = page.evaluate(OPEN_BY_CLICK, [conversation, count]) / 1000
     page.goto(f"{web}/c/{conversation}")
-    page.wait_for_function(f"document.querySelectorAll('#messages article').length >= {count}", timeout=60_000)
+    page.wait_for_function("(n) => document.querySelectorAll('#messages article').length >= n", arg=count,
+                           timeout=60_000)
     cold = page.evaluate("() => new Promise(r => requestAnimationFrame(() => setTimeout(() => r(performance.now()))))")
     return clicked, cold / 1000
 
@@ -186,7 +188,7 @@ def longest_tasks(page: Page, web: str, conversation: str, other: str, lines: li
     page.locator(f'a[data-id="{conversation}"]').wait_for()
     page.evaluate(LONG_TASKS)
     page.locator(f'a[data-id="{conversation}"]').click()
-    page.wait_for_function("document.querySelector('#messages .message-body[data-rendered=\"done\"] pre')",
+    page.wait_for_function("() => document.querySelector('#messages .message-body[data-rendered=\"done\"] pre')",
                            timeout=120_000)
     page.wait_for_timeout(200)
     opened = max(page.evaluate("window.__longTasks"), default=0.0)
@@ -265,6 +267,16 @@ def verdict(ok: bool) -> str:
     return "met" if ok else "NOT met"
 
 
+def first_token_verdict(ft: dict[str, Any]) -> str:
+    """met / NOT met, or inconclusive when the rounds scatter more than the target itself."""
+    pairs = [p - g for p, g in zip(ft["page_ms"], ft["gateway_ms"], strict=True)]
+    spread = max(pairs) - min(pairs)
+    if spread > 2 * GOALS["first_token_added_ms"]:
+        return (f"inconclusive: the paired differences range over {spread:.0f} ms on this machine's load, "
+                "more than the effect being measured")
+    return verdict(ft["added_ms_median_of_pairs"] <= GOALS["first_token_added_ms"])
+
+
 def write(result: dict[str, Any], out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / "web.json").write_text(json.dumps(result, indent=2) + "\n")
@@ -285,8 +297,9 @@ def write(result: dict[str, Any], out: Path) -> None:
         f"| page: request start to first token painted (through desktop-web) | {ft['page_first_token_ms_median']} |",
         f"| added by the page (median of paired differences) | {ft['added_ms_median_of_pairs']} |",
         "",
-        f"Target: the page adds at most {GOALS['first_token_added_ms']} ms: "
-        f"{verdict(ft['added_ms_median_of_pairs'] <= GOALS['first_token_added_ms'])}.",
+        f"Per round, gateway: {ft['gateway_ms']} ms; page: {ft['page_ms']} ms.",
+        "",
+        f"Target: the page adds at most {GOALS['first_token_added_ms']} ms: {first_token_verdict(ft)}.",
         "",
         "## Opening a 500-message conversation",
         "",
@@ -294,6 +307,8 @@ def write(result: dict[str, Any], out: Path) -> None:
         "|---|---|",
         f"| sidebar click to all 500 messages painted | {op['click_ms_median']} |",
         f"| cold load: navigation start to all 500 messages painted | {op['cold_load_ms_median']} |",
+        "",
+        f"Per round, click: {op['click_ms']} ms; cold: {op['cold_ms']} ms.",
         "",
         f"Target: opens in at most {GOALS['open_500_ms']} ms (the click): "
         f"{verdict(op['click_ms_median'] <= GOALS['open_500_ms'])}.",
@@ -317,7 +332,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "bench")
+    parser.add_argument("--rewrite", action="store_true", help="only rewrite web.md from the saved web.json")
     args = parser.parse_args()
+    if args.rewrite:
+        write(json.loads((args.out / "web.json").read_text()), args.out)
+        return
     result = run(args.rounds)
     write(result, args.out)
     print(json.dumps(result, indent=2))  # noqa: T201

@@ -14,7 +14,7 @@ from tests.e2e.test_c_render import CODE_ANSWER
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
 
-def press_tab_until(page: Page, name: str, key: str = "Tab", limit: int = 40) -> None:
+def press_tab_until(page: Page, name: str, key: str = "Tab", limit: int = 200) -> None:
     """Press Tab (or Shift+Tab) until the focused element's accessible text is `name`."""
     for _ in range(limit):
         page.keyboard.press(key)
@@ -29,9 +29,10 @@ def test_keyboard_only_use(page: Page, suite: Suite) -> None:
     title = "Keyboard route"
     conversation = stored_conversation(suite, title, CODE_ANSWER, question="Show me code")
     open_app(page)
-    # skip link first, then straight to the message box
-    page.keyboard.press("Tab")
-    expect(page.get_by_role("link", name="Skip to the message box")).to_be_focused()
+    # a new chat starts with the message box focused; the skip link leads back to it from the top of the page
+    expect(page.get_by_role("textbox", name="Message")).to_be_focused()
+    page.get_by_role("link", name="Skip to the message box").focus()
+    expect(page.get_by_role("link", name="Skip to the message box")).to_be_visible()
     page.keyboard.press("Enter")
     expect(page.get_by_role("textbox", name="Message")).to_be_focused()
     # Ctrl+K, type, arrow down to the result, Enter opens it

@@ -41,7 +41,7 @@ def test_a_killed_backend_turns_down_and_comes_back_healthy_without_a_reload(pag
 def test_conversations_are_still_there_after_down_and_up(page: Page, suite: Suite) -> None:
     conversation = stored_conversation(suite, "Survivor", "I am still here after a restart.")
     suite.ai_suite("down", timeout=180)
-    suite.ai_suite("up", "p4")
+    suite.up()
     open_app(page, f"/c/{conversation}")
     expect(page.get_by_role("heading", level=1)).to_have_text("Survivor")
     expect(page.get_by_role("article", name="Assistant message")).to_contain_text("I am still here after a restart.")

@@ -107,6 +107,12 @@ def test_start_timeout_from_healthcheck() -> None:
     assert build({"a": svc(healthcheck={"test": ["CMD", "true"]})})["a"].start_timeout == DEFAULT_START_TIMEOUT
 
 
+def test_a_command_healthcheck_keeps_its_compose_timeout() -> None:
+    health = {"test": ["CMD", "true"], "timeout": "5s"}
+    assert build({"a": svc(healthcheck=health)})["a"].watch.timeout == 5.0
+    assert build({"a": svc(healthcheck={"test": ["CMD", "true"]})})["a"].watch.timeout == 30.0
+
+
 @pytest.mark.parametrize(("text", "seconds"), [("10s", 10), ("1m30s", 90), ("250ms", 0.25), ("1h", 3600), (7, 7)])
 def test_parse_duration(text: str | int, seconds: float) -> None:
     assert parse_duration(text) == seconds
