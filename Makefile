@@ -51,8 +51,13 @@ BWRAP_PATH ?= /usr/bin/bwrap
 PROMETHEUS_PATH ?= /usr/bin/prometheus
 ALERTMANAGER_PATH ?= /usr/bin/prometheus-alertmanager
 NODE_EXPORTER_PATH ?= /usr/bin/prometheus-node-exporter
+# The desktop window's test runs Qt under Xvfb; Qt's xcb plugin needs three xcb libraries there.
+XVFB_PATH ?= /usr/bin/xvfb-run
+LIB_DIR ?= /usr/lib/$(shell uname -m)-linux-gnu
 SYSTEM_PACKAGES := $(CHROMIUM_PATH)=chromium $(BWRAP_PATH)=bubblewrap $(PROMETHEUS_PATH)=prometheus \
-	$(ALERTMANAGER_PATH)=prometheus-alertmanager $(NODE_EXPORTER_PATH)=prometheus-node-exporter
+	$(ALERTMANAGER_PATH)=prometheus-alertmanager $(NODE_EXPORTER_PATH)=prometheus-node-exporter \
+	$(XVFB_PATH)=xvfb /usr/bin/xauth=xauth $(LIB_DIR)/libxcb-cursor.so.0=libxcb-cursor0 \
+	$(LIB_DIR)/libxcb-icccm.so.4=libxcb-icccm4 $(LIB_DIR)/libxcb-keysyms.so.1=libxcb-keysyms1
 # `make run` adds --monitoring when all three monitoring programs are there (MONITORING=auto); yes insists, no leaves it out.
 MONITORING ?= auto
 

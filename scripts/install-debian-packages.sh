@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the suite uses from the system, each only when its program is missing.
 #   scripts/install-debian-packages.sh /usr/bin/chromium=chromium /usr/bin/bwrap=bubblewrap ...
-# Each argument is PROGRAM=PACKAGE: the package is installed when PROGRAM is not executable.
+# Each argument is PATH=PACKAGE: the package is installed when PATH (a program or a library) does not exist.
 set -euo pipefail
 missing=()
 for pair in "$@"; do
     program="${pair%%=*}"
     package="${pair#*=}"
-    [ -x "$program" ] || missing+=("$package")
+    [ -e "$program" ] || missing+=("$package")
 done
 [ "${#missing[@]}" -eq 0 ] && exit 0
 if ! command -v apt-get >/dev/null 2>&1; then
@@ -27,5 +27,5 @@ echo "Installing Debian packages: ${missing[*]}"
 DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y "${missing[@]}"
 for pair in "$@"; do
     program="${pair%%=*}"
-    [ -x "$program" ] || { echo "${pair#*=} was installed but $program does not exist" >&2; exit 1; }
+    [ -e "$program" ] || { echo "${pair#*=} was installed but $program does not exist" >&2; exit 1; }
 done
