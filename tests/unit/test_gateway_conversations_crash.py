@@ -51,3 +51,20 @@ async def test_an_empty_unfinished_answer_is_left_out(tmp_path: Path) -> None:
     assert await recorder.save("", "incomplete")
     items = (await store.items(conversation.id, None, 10, "asc")).items
     assert [(i.role, i.text) for i in items] == [("user", "hi")]
+
+
+async def test_a_rewritten_answer_is_searched_by_its_new_text_and_deletes_cleanly(tmp_path: Path) -> None:
+    """Checkpoints change an item's text: the full-text index follows, so search and delete agree with it."""
+    store = ConversationStore.open(tmp_path / "c.db")
+    conversation, _ = await store.create({}, [])
+    recorder = TurnRecorder(store, conversation.id, [NewItem.of_text("user", "tell me")], "chat-7b", "named",
+                            on_saved=lambda: None)
+    await recorder.begin()
+    await recorder.checkpoint("partial zebra")
+    assert await recorder.save("complete giraffe answer", "completed")
+    assert [hit.conversation_id for hit in await store.search("giraffe", 5)] == [conversation.id]
+    assert await store.search("zebra", 5) == []
+    await store.delete(conversation.id)  # the index's delete of the old text used to find a stale entry
+    assert await store.search("giraffe", 5) == []
+    integrity = store._conn.execute("INSERT INTO items_fts (items_fts) VALUES ('integrity-check')")
+    assert integrity.fetchall() == []

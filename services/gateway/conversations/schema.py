@@ -48,6 +48,15 @@ MIGRATIONS = (
         conversation_id TEXT NOT NULL
     );
     """,
+    # An item's text can change (a streamed answer is stored as it comes): the full-text index follows it,
+    # and is rebuilt once for rows that changed before this trigger existed.
+    """
+    CREATE TRIGGER items_fts_update AFTER UPDATE OF text ON items BEGIN
+        INSERT INTO items_fts (items_fts, rowid, text) VALUES ('delete', old.seq, old.text);
+        INSERT INTO items_fts (rowid, text) VALUES (new.seq, new.text);
+    END;
+    INSERT INTO items_fts (items_fts) VALUES ('rebuild');
+    """,
 )
 
 
