@@ -36,6 +36,9 @@ PHASES = ("p1", "p2", "p3")
 MONITORING_FILE = "compose.monitoring.yml"
 POLL_SECONDS = 0.2
 STOP_TIMEOUT = 15.0
+# A healthcheck that is a program (PostgreSQL's: a fresh Python, about 3 s on an idle 2-core machine) gets
+# at least this long; an HTTP probe keeps its caller's shorter timeout.
+COMMAND_PROBE_TIMEOUT = 15.0
 log = logging.getLogger(__name__)
 
 
@@ -299,7 +302,7 @@ class Stack:
         if spec.health_argv:
             try:
                 done = subprocess.run(spec.health_argv, cwd=self.root, env={**os.environ, **spec.env},
-                                      capture_output=True, timeout=timeout)
+                                      capture_output=True, timeout=max(timeout, COMMAND_PROBE_TIMEOUT))
             except subprocess.TimeoutExpired:
                 return False, "healthcheck timed out"
             return done.returncode == 0, f"healthcheck exit {done.returncode}"
