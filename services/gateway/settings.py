@@ -191,6 +191,10 @@ class GatewaySettings(SuiteSettings):
         description="Where the litellm engine writes its generated config (default DATA_DIR/gateway/litellm.yaml).",
     )
 
+    conversation_checkpoint_seconds: float = Field(
+        1.0, alias="CONVERSATION_CHECKPOINT_SECONDS", gt=0, le=60,
+        description="How often a streamed answer in a conversation is saved while it streams, so a crash keeps it.",
+    )
     debug_route_delay_ms: int = Field(
         0, alias="DEBUG_ROUTE_DELAY_MS", ge=0, le=10_000,
         description="Testing only: milliseconds added to every GET /v1/models, so `make load-check` can be shown "

@@ -38,6 +38,9 @@ MONITORING_FILE = "compose.monitoring.yml"
 APP_URL = "Chat app"  # the x-native.urls label of the web app (phase 4)
 POLL_SECONDS = 0.2
 STOP_TIMEOUT = 15.0
+# A healthcheck that is a program (PostgreSQL's: a fresh Python, about 3 s on an idle 2-core machine) gets
+# at least this long; an HTTP probe keeps its caller's shorter timeout.
+COMMAND_PROBE_TIMEOUT = 15.0
 log = logging.getLogger(__name__)
 
 
@@ -311,7 +314,7 @@ class Stack:
             timeout = max(timeout, spec.watch.timeout)
             try:
                 done = subprocess.run(spec.health_argv, cwd=self.root, env={**os.environ, **spec.env},
-                                      capture_output=True, timeout=timeout)
+                                      capture_output=True, timeout=max(timeout, COMMAND_PROBE_TIMEOUT))
             except subprocess.TimeoutExpired:
                 return False, "healthcheck timed out"
             return done.returncode == 0, f"healthcheck exit {done.returncode}"

@@ -189,6 +189,10 @@ class Supervisor:
 
     def _on_exit(self, spec: NativeService, entry: RunningService, watch: _Watch) -> bool:
         code = self.stack.exit_code(spec.name)
+        # What the dead process started lives on in its group (PostgreSQL's server under its wrapper, killed
+        # with SIGKILL) and would hold the port and the data folder: it goes before anything is restarted.
+        if stop_group(entry.pid, timeout=5.0):
+            self.notify(spec.name, "what it left running had to be killed")
         entry.last_exit = watch.killed_because or exit_reason(code)
         watch.killed_because = None
         now = self.clock()

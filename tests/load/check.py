@@ -83,6 +83,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--save", action="store_true", help="store the runs as the new baseline")
     parser.add_argument("--repeat", type=int, default=1, help="short runs to make (their median is compared)")
     args = parser.parse_args(argv)
+    if not args.save and not args.baseline.is_file():
+        print(f"no baseline at {args.baseline}: make one on this machine with `make load-baseline`")  # noqa: T201
+        return 2
     with p3_suite() as suite:
         measure_suite(suite, 1)  # warm-up: model load, first-use caches
         runs = measure_suite(suite, args.repeat)

@@ -96,7 +96,8 @@ class ConversationChat:
             return self.ratios.learn(conversation_id, prompt_tokens, fit.estimate)
 
         if isinstance(response, StreamingResponse):
-            return RecordedStream(response, recorder, StreamAnswer(), headers, learn)
+            return RecordedStream(response, recorder, StreamAnswer(), headers, learn,
+                                  checkpoint_seconds=self.settings.conversation_checkpoint_seconds)
         text, status, prompt_tokens = _answer(bytes(response.body))
         if prompt_tokens:
             learn(prompt_tokens)

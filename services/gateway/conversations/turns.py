@@ -187,8 +187,10 @@ class RecordedStream(StreamingResponse):
     """
 
     def __init__(self, upstream: StreamingResponse, recorder: TurnRecorder, answer: StreamAnswer,
-                 headers: dict[str, str], on_usage: Callable[[int], object]) -> None:
+                 headers: dict[str, str], on_usage: Callable[[int], object],
+                 checkpoint_seconds: float = CHECKPOINT_SECONDS) -> None:
         self.upstream_body = upstream.body_iterator
+        self.checkpoint_seconds = checkpoint_seconds
         self.recorder = recorder
         self.answer = answer
         self.on_usage = on_usage
@@ -202,7 +204,7 @@ class RecordedStream(StreamingResponse):
         async for piece in self.upstream_body:
             chunk = piece.encode() if isinstance(piece, str) else bytes(piece)
             self.answer.feed(chunk)
-            if not self.answer.done and time.monotonic() - last_checkpoint >= CHECKPOINT_SECONDS:
+            if not self.answer.done and time.monotonic() - last_checkpoint >= self.checkpoint_seconds:
                 await self.recorder.checkpoint(self.answer.text)
                 last_checkpoint = time.monotonic()
             if self.answer.done and not self.recorder.saved:
