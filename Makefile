@@ -18,7 +18,7 @@ COMPOSE := docker compose --env-file $(ENV_FILE)
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: vendor vendor-check screenshots help install lock audit system-packages models run stop status test test-unit lint bench bench-serving llama-tools bench-gpu up-p1 up-p1-cpu up-p2 up-p2-cpu up-p3 up-p3-cpu up-p4 up-p4-cpu desktop up-monitoring mcp-dirs monitoring-dirs down logs clean
+.PHONY: vendor vendor-check screenshots help chaos install lock audit system-packages models run stop status test test-unit lint bench bench-serving llama-tools bench-gpu up-p1 up-p1-cpu up-p2 up-p2-cpu up-p3 up-p3-cpu up-p4 up-p4-cpu desktop up-monitoring mcp-dirs monitoring-dirs down logs clean
 
 help: ## Show the targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
@@ -100,6 +100,9 @@ screenshots: models ## Write docs/screenshots/ (desktop-dark.png, phone.png) fro
 
 test: models system-packages lint ## Install what is missing, then run every test
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+chaos: models system-packages ## Chaos tests: hard kills of a real p3 stack under load (about 7 minutes)
+	$(BIN)/pytest -m chaos tests/integration/test_chaos.py $(PYTEST_ARGS)
 
 test-unit: models system-packages ## Only the fast in-process tests
 	$(BIN)/pytest -m "not integration" $(PYTEST_ARGS)

@@ -19,7 +19,7 @@ from services.stack.runner import Stack
 from tests.support.chaos import PORTS, SteadyLoad, Suite, ai_suite, missing
 from tests.support.procs import free_port
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.chaos]
 
 # every native process of p3, each killed once; the supervisor must bring each back
 SERVICES = ("postgres", "embedding", "inference-chat", "inference-code", "rag", "api-gateway", "mcp-server")

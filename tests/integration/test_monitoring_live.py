@@ -138,7 +138,9 @@ def traffic(live: Live) -> dict[str, str]:
         rag(live, "/search", {"query": "larger moon of Mars", "collection": "moons"})
         rag(live, "/search", {"query": "zzyzx qwxv plmbrt", "collection": "moons"})  # matches nothing
         ids["rag"] = f"live-rag-{round_}"
-        rag(live, "/query", {"query": "Which moon of Mars is larger?", "collection": "moons"}, ids["rag"])
+        # a new question each round: a repeated one would take its vector from RAG's query cache, not embedding
+        question = ("Which moon of Mars is larger?", "Of the two moons of Mars, which one is bigger?")[round_]
+        rag(live, "/query", {"query": question, "collection": "moons"}, ids["rag"])
         httpx.post(f"{live.url('API_GATEWAY_PORT')}/v1/embeddings", json={"model": "embedding", "input": ["x"]},
                    timeout=30, trust_env=False).raise_for_status()
         asyncio.run(tool_call(live, "read_file", {"path": str(live.work / "notes.txt")}))
