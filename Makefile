@@ -98,8 +98,8 @@ vendor-check: ## Verify desktop-app/vendor/ against its SHA256SUMS
 screenshots: models ## Write docs/screenshots/ (desktop-dark.png, phone.png) from a real p4 stack
 	AI_SUITE_SCREENSHOTS=1 $(BIN)/pytest -q tests/e2e/test_screenshots.py
 
-test: models system-packages lint ## Install what is missing, then run every test
-	$(BIN)/pytest $(PYTEST_ARGS)
+test: models system-packages lint ## Install what is missing, then run every test (unit and real-stack side by side)
+	@bash scripts/run-tests.sh $(BIN) $(PYTEST_ARGS)
 
 chaos: models system-packages ## Chaos tests: hard kills of a real p3 stack under load (about 7 minutes)
 	$(BIN)/pytest -m chaos tests/integration/test_chaos.py $(PYTEST_ARGS)

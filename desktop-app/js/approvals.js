@@ -5,11 +5,13 @@ import * as settings from './settings.js';
 import { h } from './dom.js';
 
 const REFRESH_MS = 5000;
+const NOTICE_MS = 10000; // how long the last decision stays in the message beside the pending count
 
 export class ApprovalsView {
   constructor({ container, message, refreshButton }) {
     Object.assign(this, { container, message, refreshButton });
     this.timer = null;
+    this.notice = null; // { text, until }: the last decision, kept in front of what a refresh says
     refreshButton.addEventListener('click', () => this.refresh());
   }
 
@@ -45,8 +47,10 @@ export class ApprovalsView {
       return;
     }
     const pending = (body.requests || []).filter((request) => request.status === 'pending');
-    this.say(pending.length ? `${pending.length} pending, signed in as ${body.user}.`
-      : `No pending approvals (signed in as ${body.user}).`);
+    const summary = pending.length ? `${pending.length} pending, signed in as ${body.user}.`
+      : `No pending approvals (signed in as ${body.user}).`;
+    const notice = this.notice && Date.now() < this.notice.until ? `${this.notice.text} ` : '';
+    this.say(notice + summary);
     if (this.container.contains(document.activeElement) && document.activeElement.tagName === 'INPUT') return;
     this.container.replaceChildren(...pending.map((request) => this.card(request)));
   }
@@ -57,7 +61,9 @@ export class ApprovalsView {
     const decide = async (decision) => {
       try {
         await api.approvals.decide(settings.get('mcpKey'), request.request_id, decision, reason.value.trim());
-        this.say(`${decision === 'approve' ? 'Approved' : 'Rejected'} ${request.request_id}.`);
+        const text = `${decision === 'approve' ? 'Approved' : 'Rejected'} ${request.request_id}.`;
+        this.notice = { text, until: Date.now() + NOTICE_MS };
+        this.say(text);
       } catch (error) {
         this.say(`Could not ${decision} ${request.request_id}: ${error.message}`, true);
       }

@@ -19,7 +19,7 @@ def conversation_settings() -> set[str]:
 
 def test_every_conversation_setting_is_documented_here_and_in_env_example() -> None:
     names = conversation_settings()
-    assert len(names) == 9
+    assert len(names) == 10
     env_example = (ROOT / ".env.example").read_text(encoding="utf-8")
     assert sorted(n for n in names if f"| `{n}` |" not in DOC) == []
     assert sorted(n for n in names if n not in env_example) == []
