@@ -16,7 +16,8 @@ import httpx
 import pytest
 
 from services.stack.runner import Stack
-from tests.support.chaos import PORTS, SteadyLoad, Suite, ai_suite, missing
+from tests.load.suite import PORTS, ai_suite
+from tests.support.chaos import SteadyLoad, Suite, missing
 from tests.support.procs import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.chaos]

@@ -7,8 +7,6 @@ import json
 import os
 import signal
 import sqlite3
-import subprocess
-import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -17,17 +15,7 @@ from typing import Any
 
 import httpx
 
-from services.stack.runner import ROOT, ServiceStatus, Stack
-
-PORTS = ("API_GATEWAY_PORT", "INFERENCE_PORT", "INFERENCE_CODE_PORT", "EMBEDDING_PORT", "RAG_PORT", "POSTGRES_PORT",
-         "MCP_PORT")
-
-
-def ai_suite(env: dict[str, str], *args: str, timeout: float = 600) -> str:
-    done = subprocess.run([sys.executable, "-m", "services.stack", *args], env={**os.environ, **env}, cwd=ROOT,
-                          capture_output=True, text=True, timeout=timeout)
-    assert done.returncode == 0, f"ai-suite {' '.join(args)}:\n{done.stdout}\n{done.stderr}"
-    return done.stdout
+from services.stack.runner import ServiceStatus, Stack
 
 
 class Mcp:
