@@ -6,7 +6,7 @@ import json
 import logging
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import anyio
@@ -80,31 +80,27 @@ class TurnRecorder:
         items = list(self.new_items)
         if text or status == "completed":
             items.append(NewItem.of_text("assistant", text, status, model=self.model, route_reason=self.reason))
-        try:
-            await self.store.append(self.conversation_id, items)
-        except NotFound:
-            log.info("conversation %s was deleted while it was answered; the answer is not kept",
-                     self.conversation_id)
-            return True
-        except sqlite3.Error as exc:
-            log.error("conversation %s: the exchange could not be stored: %s", self.conversation_id, exc)
-            return False
-        self.on_saved()
-        return True
+        return await self._stored(self.store.append(self.conversation_id, items), "the exchange")
 
     async def _finish(self, text: str, status: str) -> bool:
         assert self.answer_id is not None
+        write: Awaitable[object]
+        if text or status == "completed":
+            write = self.store.rewrite(self.conversation_id, self.answer_id, self._answer(text, status))
+        else:
+            write = self.store.delete_item(self.conversation_id, self.answer_id)
+        return await self._stored(write, "the answer")
+
+    async def _stored(self, write: Awaitable[object], what: str) -> bool:
+        """Run one store write of the turn; True when it is kept (or its conversation is gone), False on failure."""
         try:
-            if text or status == "completed":
-                await self.store.rewrite(self.conversation_id, self.answer_id, self._answer(text, status))
-            else:
-                await self.store.delete_item(self.conversation_id, self.answer_id)
+            await write
         except NotFound:
             log.info("conversation %s was deleted while it was answered; the answer is not kept",
                      self.conversation_id)
             return True
         except sqlite3.Error as exc:
-            log.error("conversation %s: the answer could not be stored: %s", self.conversation_id, exc)
+            log.error("conversation %s: %s could not be stored: %s", self.conversation_id, what, exc)
             return False
         self.on_saved()
         return True
