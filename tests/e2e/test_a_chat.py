@@ -76,8 +76,9 @@ def test_escape_stops_an_answer_mid_stream_and_keeps_it_marked_incomplete(page: 
     expect(answer).to_contain_text("Stopped")
     shown = answer.locator(".message-body").inner_text().strip()
     conversation = current_id(page)
-    stored = wait_until(lambda: [i for i in items(suite, conversation) if i["role"] == "assistant"], 30,
-                        "the stopped answer to be stored")
+    stored = wait_until(lambda: [i for i in items(suite, conversation)
+                                 if i["role"] == "assistant" and i["status"] != "in_progress"], 30,
+                        "the stopped answer to be stored and finalised")
     assert stored[0]["status"] == "incomplete"
     stored_text = stored[0]["content"][0]["text"]
     assert stored_text.strip() and len(stored_text) < 2000

@@ -182,7 +182,7 @@ def test_an_answer_stopped_with_ctrl_c_is_kept_as_incomplete(
     child.expect_exact("[chat] > ")
     finish(child)
     deadline = time.monotonic() + 10
-    while len(items := stored(gateway)[0][1]) < 2:
+    while len(items := stored(gateway)[0][1]) < 2 or items[-1][1] == "in_progress":  # stored, then finalised
         assert time.monotonic() < deadline
         time.sleep(0.05)
     (_, _, user), (_, status, text) = items

@@ -134,9 +134,11 @@ async def test_a_stream_the_client_stops_keeps_what_was_produced(
                     seen += line.startswith("data: ")
                     if seen == 3:
                         break  # Stop after three tokens
+            # The exchange is stored `in_progress` when the stream starts; the stop finalises the answer.
             deadline = time.monotonic() + 10
-            while len(stored := await items_of(client, conversation_id)) < 2:
-                assert time.monotonic() < deadline, "the stopped exchange was not stored"
+            while (len(stored := await items_of(client, conversation_id)) < 2
+                   or stored[-1]["status"] == "in_progress"):
+                assert time.monotonic() < deadline, "the stopped exchange was not finalised"
                 await asyncio.sleep(0.02)
     assert chat_b.streams_abandoned == 1  # the backend was told to stop
     user, answer = stored
