@@ -89,14 +89,14 @@ lint: $(STAMP) ## ruff, mypy and bandit
 	$(BIN)/mypy
 	$(BIN)/bandit --quiet --recursive services --severity-level medium
 
-vendor: ## Fetch the pinned browser libraries (marked, DOMPurify, highlight.js, axe-core) from npm into desktop-app/vendor/
+vendor: ## Fetch the pinned browser libraries (marked, DOMPurify, highlight.js, axe-core, uPlot) from npm into desktop-app/vendor/
 	bash scripts/vendor.sh
 
 vendor-check: ## Verify desktop-app/vendor/ against its SHA256SUMS
 	$(PYTHON) scripts/vendor_check.py
 
-screenshots: models ## Write docs/screenshots/ (desktop-dark.png, phone.png) from a real p4 stack
-	AI_SUITE_SCREENSHOTS=1 $(BIN)/pytest -q tests/e2e/test_screenshots.py
+screenshots: models ## Write docs/screenshots/ (desktop-dark.png, phone.png, status.png) from a real p4 stack
+	AI_SUITE_SCREENSHOTS=1 $(BIN)/pytest -q tests/e2e/test_screenshots.py tests/e2e/test_d_status.py -k "screenshots or charts"
 
 test: models system-packages lint ## Install what is missing, then run every test (unit and real-stack side by side)
 	@bash scripts/run-tests.sh $(BIN) $(PYTEST_ARGS)

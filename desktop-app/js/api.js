@@ -64,6 +64,7 @@ export const conversations = {
 export const models = () => request('/v1/models');
 export const status = () => request('/v1/status');
 export const alerts = () => request('/api/alerts');
+export const charts = (minutes) => request(`/api/charts?minutes=${enc(minutes)}`);
 export const collections = () => request('/rag/collections');
 
 function bearer(key) {

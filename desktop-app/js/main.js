@@ -6,6 +6,7 @@ import { h } from './dom.js';
 import { Chat } from './chat.js';
 import { ConversationList } from './conversations.js';
 import { StatusMonitor } from './status.js';
+import { StatusCharts } from './charts.js';
 import { ApprovalsView } from './approvals.js';
 import { bindSettings } from './settings-view.js';
 import { bindDocuments } from './documents.js';
@@ -54,6 +55,7 @@ const sidebar = new ConversationList({
 sidebar.onRenamed = (title) => { $('chat-title').textContent = title; };
 const approvals = new ApprovalsView({ container: $('approval-list'), message: $('approvals-message'),
   refreshButton: $('approvals-refresh') });
+const charts = new StatusCharts({ container: $('charts'), note: $('charts-note'), windowSelect: $('chart-window') });
 
 function showView(name) {
   for (const view of VIEWS) $(`view-${view}`).hidden = view !== name;
@@ -63,6 +65,8 @@ function showView(name) {
   }
   if (name === 'approvals') approvals.show();
   else approvals.hide();
+  if (name === 'status') charts.show();
+  else charts.hide();
 }
 
 async function route() {

@@ -1,4 +1,5 @@
-"""`create_app()` for the chat app: desktop-app/'s files and same-origin proxies to the gateway, RAG, MCP and alerts.
+"""`create_app()` for the chat app: desktop-app/'s files and same-origin proxies to the gateway, RAG, MCP and alerts,
+and the Status page's charts from Prometheus.
 
 The browser talks to one origin only (this service), so the app needs no CORS grant and its CSP can say
 `connect-src 'self'`. Every request is passed upstream with the browser's Authorization (and Origin), so each
@@ -16,9 +17,10 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
 from services.common.app_factory import harden
-from services.common.errors import NotFound
+from services.common.errors import BadRequest, NotFound
 from services.common.health import health_response
 from services.common.httpclient import make_client
+from services.web.charts import WINDOWS_MINUTES, charts
 from services.web.headers import SecurityHeaders
 from services.web.proxy import forward
 from services.web.settings import WebSettings
@@ -105,6 +107,12 @@ def create_app(settings: WebSettings | None = None) -> FastAPI:
     @app.get("/api/alerts")
     async def alerts(request: Request) -> dict[str, Any]:
         return await active_alerts(client(request), settings)
+
+    @app.get("/api/charts")
+    async def status_charts(request: Request, minutes: int = 15) -> dict[str, Any]:
+        if minutes not in WINDOWS_MINUTES:
+            raise BadRequest(f"minutes must be one of {', '.join(map(str, WINDOWS_MINUTES))}, not {minutes}")
+        return await charts(client(request), settings.prometheus_url, minutes)
 
     @app.get("/c/{conversation_id}")
     async def conversation_page(conversation_id: str) -> Response:

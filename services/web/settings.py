@@ -27,6 +27,8 @@ class WebSettings(SuiteSettings):
                          description="The MCP server; /mcp/approvals is proxied to its approval API.")
     alerts_url: str = Field("", alias="WEB_ALERTS_URL",
                             description="The alert receiver behind /api/alerts; empty means none.")
+    prometheus_url: str = Field("", alias="WEB_PROMETHEUS_URL",
+                                description="Prometheus behind the Status page's charts; empty means none.")
     static_dir: Path = Field(REPO_STATIC_DIR, alias="WEB_STATIC_DIR", description="The app's files.")
     connect_timeout: float = Field(3.0, alias="WEB_CONNECT_TIMEOUT", gt=0,
                                    description="Seconds to wait for an upstream connection.")

@@ -92,6 +92,8 @@ def suite(models_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         env={**os.environ, "ALERTS_PORT": str(alerts_port), "DATA_DIR": str(data), "LOG_JSON": "false"},
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     env["WEB_ALERTS_URL"] = f"http://127.0.0.1:{alerts_port}"
+    # the Status page's charts read this Prometheus; the status tests start it when they need it
+    env["WEB_PROMETHEUS_URL"] = f"http://127.0.0.1:{free_port()}"
     suite = Suite(env, data)
     suite.extra["alerts_url"] = env["WEB_ALERTS_URL"]
     try:

@@ -4,13 +4,20 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
 import time
 import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+import yaml
 from playwright.sync_api import Page, expect
 
-from tests.e2e.conftest import Suite, open_app, send
+from services.stack.monitoring import prometheus_config, scrape_targets
+from services.web.charts import CHARTS
+from tests.e2e.conftest import Suite, open_app, send, wait_until
+from tests.e2e.test_screenshots import folder as screenshots
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
@@ -58,3 +65,64 @@ def test_an_active_alert_appears_in_the_status_area(page: Page, suite: Suite) ->
     expect(alerts).to_be_visible(timeout=20_000)
     expect(alerts).to_contain_text("critical: InferenceSlow")
     expect(alerts).to_contain_text("Chat answers slowly")
+
+
+def test_without_prometheus_the_status_page_says_why_there_are_no_charts(page: Page, suite: Suite) -> None:
+    open_app(page, "/status")
+    note = page.get_by_role("status").filter(has_text="charts")
+    expect(note).to_contain_text("No charts: Prometheus at " + suite.env["WEB_PROMETHEUS_URL"])
+    expect(note).to_contain_text("--monitoring")
+    expect(page.locator("figure.chart")).to_have_count(0)
+
+
+@pytest.fixture(scope="module")
+def prometheus(suite: Suite, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The Debian Prometheus scraping the running p4 stack, on the port the web service was given."""
+    folder: Path = tmp_path_factory.mktemp("prometheus")
+    config = prometheus_config(scrape_targets(suite.stack.doc, native=True), "127.0.0.1:9",
+                               str(folder / "no-rules" / "*.yml"))
+    (folder / "prometheus.yml").write_text(yaml.safe_dump(config))
+    url = suite.env["WEB_PROMETHEUS_URL"]
+    process = subprocess.Popen(  # noqa: S603 - the Debian binary, on loopback
+        ["prometheus", f"--config.file={folder / 'prometheus.yml'}", f"--storage.tsdb.path={folder / 'data'}",
+         f"--web.listen-address={url.removeprefix('http://')}"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        def ready() -> bool:
+            try:
+                with urllib.request.urlopen(f"{url}/-/ready", timeout=2) as answer:  # noqa: S310 - loopback
+                    return answer.status == 200
+            except OSError:
+                return False
+
+        wait_until(ready, 60, "Prometheus ready")
+        yield url
+    finally:
+        process.terminate()
+        process.wait(30)
+
+
+def test_the_status_page_charts_the_suite_from_prometheus(page: Page, suite: Suite, prometheus: str,
+                                                          tmp_path: Path) -> None:
+    open_app(page, model="chat-7b")
+    send(page, "Say hello.")
+    page.wait_for_timeout(12_000)  # two scrapes, so that rate() has a rise
+    send(page, "Say goodbye.")
+    page.get_by_role("link", name="Status").click()
+    charts = page.get_by_role("region", name="Over time")
+    for chart in CHARTS:
+        expect(charts.get_by_role("group", name=chart.title)).to_be_visible(timeout=30_000)
+    expect(page.get_by_role("status").filter(has_text="From Prometheus")).to_contain_text("one point every 8 s")
+    tokens = charts.get_by_role("group", name="Tokens per second")
+    expect(tokens.locator("canvas")).to_have_count(1)
+    # the caption says the latest values in words: the chat model's tok/s, and no pending approval
+    expect(tokens).to_contain_text(re.compile(r"inference-chat: (0\.\d*[1-9]|[1-9])\d*(\.\d+)? tok/s"),
+                                   timeout=60_000)
+    expect(charts.get_by_role("group", name="Approvals pending")).to_contain_text("now 0 requests")
+    page.get_by_label("Window", exact=True).select_option("5")
+    expect(page.get_by_role("status").filter(has_text="From Prometheus")).to_contain_text("one point every 5 s")
+    page.set_viewport_size({"width": 1280, "height": 1400})
+    page.screenshot(path=str(screenshots(tmp_path) / "status.png"), full_page=True)  # docs/screenshots with make
+    page.get_by_label("Window", exact=True).select_option("60")
+    expect(page.get_by_role("status").filter(has_text="From Prometheus")).to_contain_text("one point every 30 s")
+    expect(charts.locator("figure.chart")).to_have_count(len(CHARTS))

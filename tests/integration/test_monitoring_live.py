@@ -31,7 +31,13 @@ from mcp.client.streamable_http import streamable_http_client
 from services.stack.monitoring import scrape_targets
 from services.stack.runner import ROOT, Stack, compose_files
 from services.stack.supervisor import Supervisor
-from tests.support.monitoring import compose_only, dashboard_expressions, rule_expressions, selectors
+from tests.support.monitoring import (
+    compose_only,
+    dashboard_expressions,
+    rule_expressions,
+    selectors,
+    status_page_expressions,
+)
 from tests.support.procs import free_port
 
 pytestmark = pytest.mark.integration
@@ -172,9 +178,10 @@ def test_every_service_target_is_up(live: Live) -> None:
     until(all_up, 60, "every target up")
 
 
-def test_every_dashboard_and_rule_query_returns_data(live: Live, traffic: dict[str, str]) -> None:
+def test_every_dashboard_status_page_and_rule_query_returns_data(live: Live, traffic: dict[str, str]) -> None:
     dashboards = [(where, expr) for where, expr in dashboard_expressions() if not compose_only(expr)]
     assert len(dashboards) > 25
+    dashboards += status_page_expressions()
     # a dashboard query must return data as written; rate() needs two scrapes after the traffic
     for where, expr in dashboards:
         until(lambda expr=expr: live.query(expr), 60, f"{where}: {expr}")

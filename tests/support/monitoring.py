@@ -99,6 +99,13 @@ def dashboard_expressions() -> list[tuple[str, str]]:
     return found
 
 
+def status_page_expressions() -> list[tuple[str, str]]:
+    """(where, PromQL) of every chart on the app's Status page (services/web/charts.py)."""
+    from services.web.charts import CHARTS
+
+    return [(f"Status page: {chart.title}", chart.expr) for chart in CHARTS]
+
+
 def rules() -> list[dict]:
     return [rule for path in RULES for group in yaml.safe_load(path.read_text())["groups"] for rule in group["rules"]]
 

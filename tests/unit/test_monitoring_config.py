@@ -29,6 +29,7 @@ from tests.support.monitoring import (
     rule_expressions,
     rules,
     selectors,
+    status_page_expressions,
 )
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -151,7 +152,7 @@ def check_as_recording_rules(expressions: list[tuple[str, str]], folder: Path) -
 def test_every_dashboard_rule_and_status_query_parses(tmp_path: Path) -> None:
     from services.stack.figures import QUERIES
 
-    expressions = dashboard_expressions() + rule_expressions() + list(QUERIES.items())
+    expressions = dashboard_expressions() + rule_expressions() + status_page_expressions() + list(QUERIES.items())
     assert len(dashboard_expressions()) > 50 and DASHBOARDS
     checked = check_as_recording_rules(expressions, tmp_path)
     assert checked.returncode == 0, checked.stdout + checked.stderr
@@ -182,7 +183,8 @@ FOREIGN = ("node_", "process_", "container_", "prometheus_", "alertmanager_")
 
 def test_every_suite_metric_the_dashboards_and_rules_read_is_documented() -> None:
     documented = set(re.findall(r"`([a-z_:]+)(?:\{[^`]*\})?`", DOCS.read_text(encoding="utf-8")))
-    read = {s.family() for _, expr in dashboard_expressions() + rule_expressions() for s in selectors(expr)}
+    read = {s.family() for _, expr in dashboard_expressions() + rule_expressions() + status_page_expressions()
+            for s in selectors(expr)}
     suite = {name for name in read if not name.startswith(FOREIGN) and name not in ("up", "ALERTS")}
     assert len(suite) > 40
     assert suite - documented == set()

@@ -22,7 +22,8 @@ def test_pinned_versions_are_the_ones_vendored() -> None:
     assert b"DOMPurify 3.5.0" in (VENDOR / "dompurify" / "purify.es.js").read_bytes()[:200]
     assert b"Highlight.js v11.12.0" in (VENDOR / "highlight" / "highlight.min.js").read_bytes()[:200]
     assert b"axe v4.14.1" in (VENDOR / "axe-core" / "axe.min.js").read_bytes()[:200]
-    for folder in ("marked", "dompurify", "highlight", "axe-core"):
+    assert b"uPlot (v1.6.32)" in (VENDOR / "uplot" / "uPlot.esm.js").read_bytes()[:300]
+    for folder in ("marked", "dompurify", "highlight", "axe-core", "uplot"):
         assert (VENDOR / folder / "LICENSE").stat().st_size > 0
 
 
