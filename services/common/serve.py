@@ -15,6 +15,11 @@ from services.common.settings import SuiteSettings
 
 SettingsT = TypeVar("SettingsT", bound=SuiteSettings)
 
+# Seconds an idle keep-alive connection stays open. uvicorn's own 5 s equals both httpx's idle expiry and the
+# Retry-After the suite's services send most, so a client that comes back on time met a connection closing
+# under it (a reset, not an answer). Longer than any Retry-After the suite sends (30 s at most).
+KEEP_ALIVE_S = 65
+
 
 def serve(app_factory: Callable[[SettingsT], FastAPI], settings: SettingsT, port: int) -> None:
     """Start uvicorn on `settings.host:port`; refuses a non-loopback bind without a key."""
@@ -31,6 +36,7 @@ def serve(app_factory: Callable[[SettingsT], FastAPI], settings: SettingsT, port
         log_config=None,
         access_log=False,
         timeout_graceful_shutdown=5,
+        timeout_keep_alive=KEEP_ALIVE_S,
     )
 
 

@@ -80,13 +80,16 @@ class TextRelay:
 
 
 class GenerationQueue:
-    """Hands requests to the batch loop, one per free slot; refuses work once `max_queue` requests wait."""
+    """Hands requests to the batch loop, one per free slot; refuses work once `max_queue` requests wait, and a
+    request that has waited `max_wait` seconds for a slot (0: no limit)."""
 
     def __init__(
-        self, engine: ModelEngine, max_queue: int, metrics: InferenceMetrics, stream_interval: float = 0.0
+        self, engine: ModelEngine, max_queue: int, metrics: InferenceMetrics, stream_interval: float = 0.0,
+        max_wait: float = 0.0,
     ) -> None:
         self.engine = engine
         self.max_queue = max_queue
+        self.max_wait = max_wait
         self.stream_interval = stream_interval
         self.metrics = metrics
         self._slots = asyncio.Semaphore(engine.n_parallel)
@@ -143,7 +146,8 @@ class GenerationQueue:
         self.metrics.waiting.set(self._waiting)
         turn: asyncio.Future[bool] = asyncio.ensure_future(self._slots.acquire())
         try:
-            await asyncio.wait(_pair(turn, gone), return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait(_pair(turn, gone), timeout=self.max_wait or None,
+                               return_when=asyncio.FIRST_COMPLETED)
         except BaseException:
             self._give_up(turn)
             raise
@@ -153,6 +157,13 @@ class GenerationQueue:
         if gone.done():
             self._give_up(turn)
             raise ClientGone("the client disconnected while queued")
+        if not turn.done():
+            self._give_up(turn)
+            self.metrics.rejected.inc()
+            raise ServiceUnavailable(
+                f"no slot came free within {self.max_wait:g} s (MAX_QUEUE_WAIT); every slot is still busy",
+                retry_after=max(1, round(self.max_wait / 10)), code="queue_timeout",
+            )
 
     def _give_up(self, turn: asyncio.Future[bool]) -> None:
         """Hand back a slot that was granted, or withdraw a request still pending."""

@@ -41,6 +41,11 @@ class InferenceSettings(SuiteSettings):
         8, alias="MAX_QUEUE", ge=0,
         description="Requests allowed to wait while every slot is busy; more get 503 with Retry-After.",
     )
+    max_queue_wait: float = Field(
+        20.0, alias="MAX_QUEUE_WAIT", ge=0,
+        description="Seconds a request may wait for a slot before it gets 503 with Retry-After (a client that "
+        "would time out anyway learns to come back instead); 0 waits without limit.",
+    )
     stream_interval_ms: float = Field(
         20.0, alias="STREAM_INTERVAL_MS", ge=0,
         description="Streaming sends at most one chunk per this many milliseconds (the first at once); "

@@ -30,7 +30,8 @@ class InferenceState:
         """Put the loaded model behind its generation queue."""
         self.engine = engine
         settings = self.settings
-        self.queue = GenerationQueue(engine, settings.max_queue, self.metrics, settings.stream_interval_ms / 1000)
+        self.queue = GenerationQueue(engine, settings.max_queue, self.metrics, settings.stream_interval_ms / 1000,
+                                     max_wait=settings.max_queue_wait)
 
     def failed(self, reason: str) -> None:
         self.load_error = reason

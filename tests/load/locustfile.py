@@ -81,13 +81,17 @@ class SuiteUser(HttpUser):
                     response.failure(f"{SHED} {response.status_code} Retry-After {response.headers['Retry-After']}")
                     time.sleep(wait)
                     continue
+                if not response.status_code:  # no HTTP answer at all: refused, reset or timed out
+                    response.failure(f"no answer: {type(response.error).__name__}: {response.error}"[:200])
+                    return None
                 if response.status_code >= 400:
                     response.failure(f"HTTP {response.status_code}: {response.text[:120]}")
                     return None
                 try:
                     problem = check(response) if check else None
                 except Exception as exc:  # noqa: BLE001 - any broken body is this request's failure
-                    problem = f"bad body: {type(exc).__name__}: {exc}"
+                    problem = (f"bad body (HTTP {response.status_code}, {response.text[:60]!r}): "
+                               f"{type(exc).__name__}: {exc}")
                 if stream:  # the whole stream, not only its headers
                     response.request_meta["response_time"] = (time.perf_counter() - started) * 1000
                 told = TOLD_RETRY.search(problem or "")
@@ -135,8 +139,10 @@ class SuiteUser(HttpUser):
         if created is None:
             return
         conversation = created.json()["id"]
-        self.send("POST", f"{GATEWAY}/v1/chat/completions", "POST /v1/chat/completions (conversation)",
-                  json=self.chat_body(False, conversation=conversation))
+        answered = self.send("POST", f"{GATEWAY}/v1/chat/completions", "POST /v1/chat/completions (conversation)",
+                             json=self.chat_body(False, conversation=conversation))
+        if answered is None:  # refused or failed (counted there): nothing was meant to be stored
+            return
         self.send("GET", f"{GATEWAY}/v1/conversations/{conversation}/items", "GET /v1/conversations/{id}/items",
                   check=lambda r: None if len(r.json()["data"]) >= 2 else "the exchange was not stored")
 

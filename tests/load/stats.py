@@ -50,15 +50,22 @@ def _tree(pid: int) -> list[psutil.Process]:
 
 
 def sample_processes(pids: dict[str, int]) -> dict[str, dict[str, float | int]]:
-    """RSS (MiB) and open file descriptors of each service's process tree, read from /proc via psutil."""
+    """RSS and PSS (MiB) and open file descriptors of each service's process tree, read from /proc via psutil.
+
+    RSS summed over a tree counts a shared page once per process that maps it (PostgreSQL's shared buffers once
+    per backend); PSS divides each shared page among its sharers, so the tree's PSS is its real footprint.
+    """
     out: dict[str, dict[str, float | int]] = {}
     for name, pid in sorted(pids.items()):
-        rss = fds = 0
+        rss = pss = fds = 0
         for proc in _tree(pid):
             try:
-                rss += proc.memory_info().rss
+                memory = proc.memory_full_info()
+                rss += memory.rss
+                pss += memory.pss
                 fds += proc.num_fds()
             except psutil.Error:
                 continue
-        out[name] = {"rss_mib": round(rss / 2**20, 1), "fds": fds, "pid": pid, "at": round(time.time(), 1)}
+        out[name] = {"rss_mib": round(rss / 2**20, 1), "pss_mib": round(pss / 2**20, 1), "fds": fds, "pid": pid,
+                     "at": round(time.time(), 1)}
     return out

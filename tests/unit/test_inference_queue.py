@@ -84,6 +84,26 @@ async def test_full_queue_answers_503_with_retry_after(gguf_path: Path) -> None:
     assert metric(text, "gen_ai_server_requests_waiting") == 0
 
 
+async def test_a_request_that_waits_past_max_queue_wait_is_told_to_come_back(gguf_path: Path) -> None:
+    async with served(make_settings(gguf_path, MAX_QUEUE=4, N_PARALLEL=1, MAX_QUEUE_WAIT=1)) as client:
+        async with long_stream(client):
+            started = time.monotonic()
+            refused = await client.post("/v1/chat/completions", json={"messages": HELLO, "max_tokens": 3})
+            waited = time.monotonic() - started
+            assert refused.status_code == 503, refused.text
+            assert refused.json()["error"]["code"] == "queue_timeout"
+            assert "MAX_QUEUE_WAIT" in refused.json()["error"]["message"]
+            assert int(refused.headers["Retry-After"]) >= 1
+            assert 0.9 <= waited < 10
+            assert await _depth_is(client, 0)  # it left the queue
+            text = await metrics_of(client)
+        await poll(lambda: _idle(client), "the cancelled stream to release the model")
+        # the slot it gave up is not lost: the next request runs
+        assert (await client.post("/v1/completions", json={"prompt": "Hi", "max_tokens": 2})).status_code == 200
+    assert metric(text, "gen_ai_server_requests_rejected_total") == 1
+    assert metric(text, "gen_ai_server_requests_waiting") == 0
+
+
 async def test_max_queue_zero_refuses_anything_behind_the_running_request(gguf_path: Path) -> None:
     async with served(make_settings(gguf_path, MAX_QUEUE=0, N_PARALLEL=1)) as client:
         async with long_stream(client):
