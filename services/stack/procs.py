@@ -75,7 +75,11 @@ class State:
         body = {"version": STATE_VERSION, "services": {n: asdict(s) for n, s in self.services.items()},
                 "supervisor": asdict(self.supervisor) if self.supervisor else None}
         tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(body, indent=2), encoding="utf-8")
+        try:
+            tmp.write_text(json.dumps(body, indent=2), encoding="utf-8")
+        except OSError:
+            tmp.unlink(missing_ok=True)  # a full disk: leave no half-written file taking what room is left
+            raise
         tmp.replace(self.path)
 
     def next_seq(self) -> int:

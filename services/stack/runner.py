@@ -333,8 +333,12 @@ class Stack:
         unknown = sorted(set(only or ()) - set(self.services))
         if unknown:
             raise StackError(f"unknown service {', '.join(unknown)}; this phase has {', '.join(self.order)}")
-        if only is None and self.stop_supervisor(timeout):
-            notify("supervisor", "stopped")
+        if only is None:
+            try:
+                if self.stop_supervisor(timeout):
+                    notify("supervisor", "stopped")
+            except OSError as exc:  # stopped, but the state file could not say so (a full disk)
+                notify("supervisor", f"stopped ({_unrecorded(exc)})")
         with locked(self.state_path.with_suffix(".lock")):
             state = State.load(self.state_path)
             names = [n for n in state.services if (n in only if only is not None else everything or n in self.services)]
@@ -354,8 +358,16 @@ class Stack:
                 stopped.append(name)
             if child is not None:
                 child.wait()
-        state.save()
+        try:
+            state.save()
+        except OSError as exc:  # what was stopped is stopped; stale entries are told apart by process identity
+            notify("state", _unrecorded(exc))
         return stopped
+
+
+def _unrecorded(exc: OSError) -> str:
+    return (f"not recorded in the state file: {exc.strerror or exc}; the stopped processes' entries stay "
+            "and are known to be gone by their identity")
 
 
 def _identity(pid: int) -> tuple[float, float | None]:

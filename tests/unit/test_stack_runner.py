@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from services.common import probe as probe_module
-from services.stack.procs import RunningService, State, port_is_free, port_owner, process_of, tail
+from services.stack.procs import RunningService, State, Supervised, port_is_free, port_owner, process_of, tail
 from services.stack.runner import PortInUse, Stack, StackError, compose_files, load_variables
 from tests.support.procs import free_port
 
@@ -185,3 +185,36 @@ def test_state_file_is_json_with_version(tmp_path: Path) -> None:
     state.services["a"] = RunningService("a", 1, 1.0, [], "l", [])
     state.save()
     assert json.loads(state.path.read_text())["version"] == 1
+
+
+def test_down_stops_everything_when_the_state_file_cannot_be_written(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """A full data disk must not keep `ai-suite down` from stopping the suite."""
+    port = free_port()
+    stack = Stack.from_file(tiny_compose(tmp_path, port), env={"WEB_PORT": str(port), "DATA_DIR": str(tmp_path)})
+    stack.up()
+    web = process_of(State.load(stack.state_path).services["web"])
+    assert web is not None
+    watcher = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])  # stands in for the supervisor
+    stack.record_supervisor(Supervised(watcher.pid, psutil.Process(watcher.pid).create_time()))
+
+    def full(self: Path, *args: object, **kwargs: object) -> int:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(Path, "write_text", full)
+    events: list[tuple[str, str]] = []
+    try:
+        stopped = stack.down(on_event=lambda name, event: events.append((name, event)))
+    finally:
+        monkeypatch.undo()
+        if watcher.poll() is None:
+            watcher.kill()
+        watcher.wait(10)
+    assert stopped == ["web"]
+    assert not web.is_running() or web.status() == psutil.STATUS_ZOMBIE
+    assert watcher.returncode is not None
+    assert events[0][0] == "supervisor" and "No space left on device" in events[0][1]
+    assert ("state", events[-1][1]) == events[-1] and "No space left on device" in events[-1][1]
+    assert not list(stack.state_path.parent.glob("*.tmp"))
+    # the stale entries are recognised as gone: nothing counts as running
+    assert all(process_of(entry) is None for entry in State.load(stack.state_path).services.values())
