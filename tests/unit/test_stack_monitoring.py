@@ -38,12 +38,16 @@ def test_copy_truncate_keeps_an_appending_writer_writing_into_the_live_file(tmp_
         writer.wait(30)
     assert rotations >= 3
     files = [log.with_name(f"svc.log.{i}") for i in range(rotations, 0, -1)] + [log]
+    per_file = [[int(line.split()[1]) for line in path.read_text().splitlines()] for path in files]
     lines = [line for path in files for line in path.read_text().splitlines()]
-    numbers = [int(line.split()[1]) for line in lines]
+    numbers = [n for numbers in per_file for n in numbers]
     assert numbers == sorted(numbers)  # oldest file first, in order, no line torn
     assert all(len(line) == len(lines[0]) for line in lines)
-    # copy-truncate may lose the lines written in the instant between the last copy and the truncation
-    assert len(numbers) >= 20000 - 10 * rotations and numbers[-1] == 19999
+    # copy-truncate can lose only the lines written in the instant between its last read and the truncation
+    # (how many depends on how long the machine held the rotating process there): never inside a file
+    for kept in per_file:
+        assert kept == list(range(kept[0], kept[0] + len(kept))) if kept else True
+    assert numbers[-1] == 19999 and len(numbers) >= 0.95 * 20000
 
 
 def test_backups_shift_and_the_oldest_goes(tmp_path: Path) -> None:
