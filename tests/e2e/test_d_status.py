@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -16,8 +15,9 @@ from playwright.sync_api import Page, expect
 
 from services.stack.monitoring import prometheus_config, scrape_targets
 from services.web.charts import CHARTS
-from tests.e2e.conftest import Suite, open_app, send, wait_until
+from tests.e2e.conftest import Suite, open_app, send
 from tests.e2e.test_screenshots import folder as screenshots
+from tests.support.procs import Service
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
@@ -83,23 +83,14 @@ def prometheus(suite: Suite, tmp_path_factory: pytest.TempPathFactory) -> Iterat
                                str(folder / "no-rules" / "*.yml"))
     (folder / "prometheus.yml").write_text(yaml.safe_dump(config))
     url = suite.env["WEB_PROMETHEUS_URL"]
-    process = subprocess.Popen(  # noqa: S603 - the Debian binary, on loopback
-        ["prometheus", f"--config.file={folder / 'prometheus.yml'}", f"--storage.tsdb.path={folder / 'data'}",
-         f"--web.listen-address={url.removeprefix('http://')}"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    prometheus = Service("prometheus", ["prometheus", f"--config.file={folder / 'prometheus.yml'}",
+                                        f"--storage.tsdb.path={folder / 'data'}",
+                                        f"--web.listen-address={url.removeprefix('http://')}"],
+                         {}, f"{url}/-/ready", folder / "prometheus.log").start(60)
     try:
-        def ready() -> bool:
-            try:
-                with urllib.request.urlopen(f"{url}/-/ready", timeout=2) as answer:  # noqa: S310 - loopback
-                    return answer.status == 200
-            except OSError:
-                return False
-
-        wait_until(ready, 60, "Prometheus ready")
         yield url
     finally:
-        process.terminate()
-        process.wait(30)
+        prometheus.stop()
 
 
 def test_the_status_page_charts_the_suite_from_prometheus(page: Page, suite: Suite, prometheus: str,

@@ -12,17 +12,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
-import subprocess
 import sys
 import tempfile
-import time
+from pathlib import Path
 
 import httpx
 import psutil
 
-from tests.support.fake_openai import FakeBackend, free_port
-from tests.support.procs import ROOT
+from tests.support.fake_openai import FakeBackend
+from tests.support.procs import Service, free_port, python_module
 
 
 def memory(process: psutil.Process) -> tuple[float, float]:
@@ -57,23 +55,16 @@ def main() -> int:
     chat, code = FakeBackend("chat").start(), FakeBackend("code").start()
     chat.behaviour.delay_s = code.behaviour.delay_s = 0.2
     port = free_port()
-    env = {**os.environ, "API_GATEWAY_PORT": str(port), "CHAT_API_BASE": f"http://127.0.0.1:{chat.port}/v1",
+    env = {"API_GATEWAY_PORT": str(port), "CHAT_API_BASE": f"http://127.0.0.1:{chat.port}/v1",
            "CODE_API_BASE": f"http://127.0.0.1:{code.port}/v1", "DATA_DIR": tempfile.mkdtemp(prefix="highwater-"),
            "LOG_JSON": "false", "LOG_LEVEL": "WARNING", "EMBEDDING_API_BASE": "http://127.0.0.1:9/v1"}
-    gateway = subprocess.Popen([sys.executable, "-m", "services.gateway"], cwd=ROOT, env=env)  # noqa: S603
+    gateway = Service("api-gateway", python_module("services.gateway"), env, f"http://127.0.0.1:{port}/health",
+                      Path(env["DATA_DIR"]) / "gateway.log")
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{url}/health", timeout=1, trust_env=False).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise SystemExit("the gateway did not start")
-            time.sleep(0.2)
-        process = psutil.Process(gateway.pid)
+        gateway.start(60)
+        assert gateway.proc is not None
+        process = psutil.Process(gateway.proc.pid)
         print(f"started: RSS, PSS MiB {memory(process)}", flush=True)  # noqa: T201 - the command's report
         asyncio.run(burst(url, 2, 3))
         print(f"warmed up (6 requests): {memory(process)}", flush=True)  # noqa: T201
@@ -82,8 +73,7 @@ def main() -> int:
             print(f"after round {n} ({5 * args.clients} requests, {args.clients} at once): {memory(process)}",  # noqa: T201
                   flush=True)
     finally:
-        gateway.terminate()
-        gateway.wait(10)
+        gateway.stop()
         chat.stop()
         code.stop()
     return 0

@@ -4,15 +4,11 @@ and comes back on the same connection gets an answer, not a reset."""
 from __future__ import annotations
 
 import http.client
-import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 from services.common.serve import KEEP_ALIVE_S
-from tests.support.fake_openai import free_port
-from tests.support.procs import ROOT
+from tests.support.procs import Service, free_port, python_module
 
 IDLE_S = 6  # past uvicorn's default 5 s, and past the 5 s Retry-After of RAG's gateway_unavailable
 
@@ -20,22 +16,13 @@ IDLE_S = 6  # past uvicorn's default 5 s, and past the 5 s Retry-After of RAG's 
 def test_a_connection_idle_past_a_retry_after_still_answers(tmp_path: Path) -> None:
     assert KEEP_ALIVE_S > 30  # the longest Retry-After the suite sends
     port = free_port()
-    env = {**os.environ, "WEB_PORT": str(port), "DATA_DIR": str(tmp_path), "LOG_JSON": "false",
-           "WEB_GATEWAY_URL": "http://127.0.0.1:9"}
-    server = subprocess.Popen([sys.executable, "-m", "services.web"], cwd=ROOT, env=env,  # noqa: S603
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    env = {"WEB_PORT": str(port), "DATA_DIR": str(tmp_path), "LOG_JSON": "false", "WEB_GATEWAY_URL": "http://127.0.0.1:9"}
+    web = Service("web", python_module("services.web"), env, f"http://127.0.0.1:{port}/health",
+                  tmp_path / "web.log").start(60)
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-                connection.request("GET", "/health")
-                first = connection.getresponse()
-                break
-            except OSError:
-                connection.close()
-                assert time.monotonic() < deadline, "the web service did not start"
-                time.sleep(0.2)
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        connection.request("GET", "/health")
+        first = connection.getresponse()
         first.read()
         assert first.status == 200
         time.sleep(IDLE_S)
@@ -45,5 +32,4 @@ def test_a_connection_idle_past_a_retry_after_still_answers(tmp_path: Path) -> N
         assert again.status == 200
         connection.close()
     finally:
-        server.terminate()
-        server.wait(10)
+        web.stop()
