@@ -189,7 +189,10 @@ class ModelEngine:
         return self.prompts.text(prompt)
 
     def budget(self, prompt_tokens: int, max_tokens: int | None) -> int:
-        """The answer's token limit; a request that cannot fit the context is a 400."""
+        """The answer's token limit; a prompt of no tokens, or one that cannot fit the context, is a 400."""
+        if prompt_tokens < 1:  # nothing to decode, so no logits to sample from: the slot would wait forever
+            raise BadRequest("the prompt is empty: it must hold at least one token", code="empty_prompt",
+                             param="prompt")
         room = self.n_ctx - prompt_tokens
         if room < 1:
             raise BadRequest(

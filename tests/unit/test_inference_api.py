@@ -213,6 +213,17 @@ async def test_invalid_json_and_oversized_prompt_are_400(client: httpx.AsyncClie
     assert huge.json()["error"]["code"] == "context_length_exceeded"
 
 
+async def test_a_prompt_of_no_tokens_is_a_400_not_a_hang(client: httpx.AsyncClient) -> None:
+    # the bundled model adds no BOS token, so an empty prompt tokenizes to nothing at all
+    for stream in (False, True):
+        response = await asyncio.wait_for(client.post("/v1/completions", json={"prompt": "", "stream": stream}), 30)
+        assert response.status_code == 400, response.text
+        assert response.json()["error"] == {"message": "the prompt is empty: it must hold at least one token",
+                                            "type": "invalid_request_error", "code": "empty_prompt",
+                                            "param": "prompt"}
+    assert (await client.post("/v1/completions", json={"prompt": "x", "max_tokens": 1})).status_code == 200
+
+
 def test_split_at_stop_holds_back_partial_matches() -> None:
     assert split_at_stop("hello wor", ("world",)) == ("hello ", "wor", False)
     assert split_at_stop("hello world!", ("world",)) == ("hello ", "", True)
