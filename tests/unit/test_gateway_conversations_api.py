@@ -139,6 +139,9 @@ async def test_text_search_finds_korean_inside_inflected_forms(gw: httpx.AsyncCl
     assert await found("files python") == ["python"]  # every word, any case
     assert await found("file") == ["python"]
     assert await found("파일 날씨") == []
+    # control characters are not search syntax: FTS5 would read a NUL as the end of its query string
+    assert await found("\x00파일을\x00 읽는\x1f") == ["file"]
+    assert await found("00\x00") == []
     hit = (await gw.get("/v1/conversations", params={"query": "서울"})).json()["data"][0]
     assert hit["match"]["snippet"] == texts["weather"] and hit["match"]["item_id"].startswith("msg_")
 

@@ -126,4 +126,5 @@ def test_query_terms() -> None:
     assert query_terms("파일을 읽는 방법으로") == ["파일", "읽는", "방법"]
     assert query_terms('"Files", files! 고양이') == ["Files", "고양"]
     assert query_terms("을 이") == ["을", "이"]  # too short to lose a particle
+    assert query_terms("a\x00b \x1f\t파일을") == ["a", "b", "파일"]  # control characters part words
     assert len(query_terms(" ".join(f"w{n}" for n in range(20)))) == 8

@@ -12,6 +12,8 @@ import sqlite3
 from dataclasses import dataclass
 
 HANGUL_WORD = re.compile(r"^[\uac00-\ud7a3]+$")
+# Control characters part words; FTS5 would read a NUL inside a quoted term as the end of its query string.
+CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 # Longest first, so 으로 is taken whole rather than as 로.
 PARTICLES = sorted(("을", "를", "이", "가", "은", "는", "에", "의", "로", "으로", "에서", "에게", "와", "과", "도",
                     "만", "까지", "부터", "처럼", "이나", "이랑", "하고", "께서"), key=len, reverse=True)
@@ -45,7 +47,7 @@ def strip_particle(word: str) -> str:
 def query_terms(query: str) -> list[str]:
     """The distinct words of a query, punctuation at their edges and Korean particles taken off."""
     terms: list[str] = []
-    for word in query.split():
+    for word in CONTROL.sub(" ", query).split():
         term = strip_particle(word.strip(EDGE_PUNCTUATION))
         if term and term.casefold() not in {t.casefold() for t in terms}:
             terms.append(term)
