@@ -22,7 +22,7 @@ from services.common.health import health_response
 from services.common.httpclient import make_client
 from services.web.charts import WINDOWS_MINUTES, charts
 from services.web.headers import SecurityHeaders
-from services.web.proxy import forward
+from services.web.proxy import forward, quoted_path, quoted_segment
 from services.web.settings import WebSettings
 from services.web.static import INDEX, media_type, read_static
 
@@ -84,13 +84,13 @@ def create_app(settings: WebSettings | None = None) -> FastAPI:
 
     @app.api_route("/v1/{path:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE"])
     async def v1(path: str, request: Request) -> Response:
-        return await forward(client(request), request, f"{gateway}/v1/{path}", "the gateway")
+        return await forward(client(request), request, f"{gateway}/v1/{quoted_path(path)}", "the gateway")
 
     @app.api_route("/rag/{path:path}", methods=["GET", "POST"])
     async def rag_proxy(path: str, request: Request) -> Response:
         if not rag_route_allowed(request.method, path):
             raise NotFound(f"the app has no RAG route {request.method} /rag/{path}")
-        return await forward(client(request), request, f"{rag}/{path}", "the RAG service")
+        return await forward(client(request), request, f"{rag}/{quoted_path(path)}", "the RAG service")
 
     @app.get("/mcp/approvals")
     async def approvals(request: Request) -> Response:
@@ -101,7 +101,8 @@ def create_app(settings: WebSettings | None = None) -> FastAPI:
     async def decide(request_id: str, decision: str, request: Request) -> Response:
         if decision not in ("approve", "reject"):
             raise NotFound(f"no such decision {decision!r}: approve or reject")
-        return await forward(client(request), request, f"{mcp}/api/approvals/{request_id}/{decision}",
+        return await forward(client(request), request,
+                             f"{mcp}/api/approvals/{quoted_segment(request_id)}/{decision}",
                              "the MCP server")
 
     @app.get("/api/alerts")

@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import AsyncIterator
+from urllib.parse import quote
 
 import anyio
 import httpx
 from fastapi import Request
 from fastapi.responses import StreamingResponse
 
-from services.common.errors import ServiceUnavailable, UpstreamTimeout
+from services.common.errors import NotFound, ServiceUnavailable, UpstreamTimeout
 from services.web.headers import hop_by_hop
 
 log = logging.getLogger(__name__)
@@ -22,6 +23,25 @@ DROPPED_REQUEST = frozenset({"host", "cookie", "accept-encoding"})
 DROPPED_RESPONSE = frozenset({"set-cookie", "server", "date"})
 BODILESS = frozenset({"GET", "HEAD", "OPTIONS", "DELETE"})
 RETRY_AFTER = 2
+
+
+def quoted_path(path: str) -> str:
+    """A path the router has already decoded, encoded again for the upstream URL.
+
+    Otherwise an encoded `?` would start a query the client never sent, a control character would make an
+    invalid URL, and an encoded `..` would climb out of the prefix this proxy forwards to.
+    """
+    segments = path.split("/")
+    if any(segment in (".", "..") for segment in segments):
+        raise NotFound(f"no such path: {path!r}")
+    return "/".join(quote(segment, safe="") for segment in segments)
+
+
+def quoted_segment(value: str) -> str:
+    """One path segment (an id) for the upstream URL; a value holding a `/` is not one."""
+    if "/" in value:
+        raise NotFound(f"no such id: {value!r}")
+    return quoted_path(value)
 
 
 def request_headers(request: Request) -> dict[str, str]:

@@ -133,6 +133,22 @@ async def test_methods_and_queries_pass_through(web: httpx.AsyncClient, recorder
     assert recorder.requests[-1]["query"] == httpx.QueryParams({"query": "파일 읽기"}).__str__()
 
 
+async def test_proxied_paths_cannot_smuggle_a_query_a_parent_or_a_control_character(
+        web: httpx.AsyncClient, recorder: Recorder) -> None:
+    # an encoded "?" stays part of the path: the upstream sees no query the client did not send as one
+    assert (await web.get("/v1/models%3Fkey=1")).status_code == 200
+    assert recorder.requests[-1]["path"] == "/v1/models?key=1" and recorder.requests[-1]["query"] == ""
+    # a control character is passed on encoded, not turned into a server error
+    assert (await web.get("/v1/models%1F")).status_code == 200
+    assert recorder.requests[-1]["path"] == "/v1/models\x1f"
+    count = len(recorder.requests)
+    for path in ("/v1/..%2Fmetrics", "/v1/conversations/%2E%2E/%2E%2E/metrics", "/v1/%2E/models",
+                 "/mcp/approvals/apr_1%2F..%2F..%2Fusers/approve", "/mcp/approvals/%2E%2E/approve"):
+        response = await web.request("POST" if path.startswith("/mcp") else "GET", path)
+        assert response.status_code in (404, 405), (path, response.text)
+    assert len(recorder.requests) == count
+
+
 async def test_gateway_down_is_503_with_retry_after(static_dir: Path) -> None:
     dead = f"http://127.0.0.1:{free_port()}"
     async with in_process(create_app(web_settings(static_dir, dead)), "http://127.0.0.1:3000") as web:
