@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse, Response
 
 from services.common.health import health_response
 from services.gateway.metrics import UNKNOWN_MODEL, counted, gateway_metrics
+from services.gateway.openapi import CHAT, COMPLETION, EMBEDDINGS, body
 from services.gateway.readiness import (
     models_payload,
     pooled_checks,
@@ -68,9 +69,9 @@ async def list_models(request: Request) -> JSONResponse:
 
 # Both spellings, because some clients take the base URL without /v1.
 for prefix in ("/v1", ""):
-    router.add_api_route(f"{prefix}/chat/completions", chat_completions, methods=["POST"])
-    router.add_api_route(f"{prefix}/completions", completions, methods=["POST"])
-    router.add_api_route(f"{prefix}/embeddings", embeddings, methods=["POST"])
+    router.add_api_route(f"{prefix}/chat/completions", chat_completions, methods=["POST"], openapi_extra=body(CHAT))
+    router.add_api_route(f"{prefix}/completions", completions, methods=["POST"], openapi_extra=body(COMPLETION))
+    router.add_api_route(f"{prefix}/embeddings", embeddings, methods=["POST"], openapi_extra=body(EMBEDDINGS))
     router.add_api_route(f"{prefix}/models", list_models, methods=["GET"])
 
 

@@ -11,6 +11,7 @@ from services.common.errors import BadRequest, NotFound
 from services.gateway.conversations.items import is_id, parse_items, parse_metadata
 from services.gateway.conversations.search import search_conversations
 from services.gateway.conversations.service import Conversations
+from services.gateway.openapi import CONVERSATION_UPDATE, NEW_CONVERSATION, NEW_ITEMS, body, query
 
 router = APIRouter(tags=["conversations"])
 
@@ -142,12 +143,16 @@ async def delete_item(request: Request, conversation_id: str, item_id: str) -> d
 # Both spellings, as for the other OpenAI routes: some clients take the base URL without /v1.
 for prefix in ("/v1", ""):
     base = f"{prefix}/conversations"
-    router.add_api_route(base, create_conversation, methods=["POST"])
-    router.add_api_route(base, list_conversations, methods=["GET"])
+    router.add_api_route(base, create_conversation, methods=["POST"], openapi_extra=body(NEW_CONVERSATION, False))
+    router.add_api_route(base, list_conversations, methods=["GET"],
+                         openapi_extra=query("after", "limit", "order", "query"))
     router.add_api_route(base + "/{conversation_id}", get_conversation, methods=["GET"])
-    router.add_api_route(base + "/{conversation_id}", update_conversation, methods=["POST"])
+    router.add_api_route(base + "/{conversation_id}", update_conversation, methods=["POST"],
+                         openapi_extra=body(CONVERSATION_UPDATE))
     router.add_api_route(base + "/{conversation_id}", delete_conversation, methods=["DELETE"])
-    router.add_api_route(base + "/{conversation_id}/items", list_items, methods=["GET"])
-    router.add_api_route(base + "/{conversation_id}/items", create_items, methods=["POST"])
+    router.add_api_route(base + "/{conversation_id}/items", list_items, methods=["GET"],
+                         openapi_extra=query("after", "limit", "order"))
+    router.add_api_route(base + "/{conversation_id}/items", create_items, methods=["POST"],
+                         openapi_extra=body(NEW_ITEMS))
     router.add_api_route(base + "/{conversation_id}/items/{item_id}", get_item, methods=["GET"])
     router.add_api_route(base + "/{conversation_id}/items/{item_id}", delete_item, methods=["DELETE"])
