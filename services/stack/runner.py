@@ -274,8 +274,10 @@ class Stack:
             if waiting:
                 time.sleep(POLL_SECONDS)
 
-    def launch(self, spec: NativeService, state: State, previous: RunningService | None = None) -> int:
-        """Start one service and record it; returns where this start begins in its log."""
+    def launch(self, spec: NativeService, state: State, previous: RunningService | None = None,
+               save: bool = True) -> int:
+        """Start one service and record it (in the state file too, unless `save` is false); returns where this
+        start begins in its log."""
         spec.log_path.parent.mkdir(parents=True, exist_ok=True)
         with spec.log_path.open("ab") as log_file:
             offset = log_file.tell()
@@ -292,7 +294,8 @@ class Stack:
         entry = RunningService(spec.name, proc.pid, created, [p.port for p in spec.ports],
                                str(spec.log_path), spec.argv, spec.health_url, time.time(), seq, since_boot=since_boot)
         state.services[spec.name] = entry
-        state.save()
+        if save:
+            state.save()
         return offset
 
     def is_alive(self, name: str, state: State) -> bool:

@@ -100,6 +100,7 @@ class Supervisor:
         self.notify = notify or (lambda name, event: log.info("%s: %s", name, event))
         self.clock = clock
         self._watches: dict[str, _Watch] = {}
+        self._unsaved: dict[str, RunningService] = {}  # what a pass could not write (a full disk)
         variables = stack.variables
         self.log_max_bytes = int(variables.get("LOG_MAX_BYTES") or DEFAULT_MAX_BYTES)
         self.log_backups = int(variables.get("LOG_BACKUPS") or DEFAULT_BACKUPS)
@@ -124,15 +125,32 @@ class Supervisor:
     def tick(self) -> None:
         with locked(self.stack.state_path.with_suffix(".lock")):
             state = State.load(self.stack.state_path)
-            changed = False
+            for name, kept in self._unsaved.items():
+                if name in state.services:  # not stopped by the user since
+                    state.services[name] = kept
+            changed = bool(self._unsaved)
             for name in self.stack.order:
                 entry = state.services.get(name)
                 if entry is None:  # stopped by the user, or never started
                     self._watches.pop(name, None)
                     continue
-                changed |= self._step(self.stack.services[name], entry, state)
+                try:
+                    changed |= self._step(self.stack.services[name], entry, state)
+                except OSError as exc:  # its log cannot be written: a full disk; the next pass tries again
+                    log.error("%s: %s", name, exc)
             if changed:
-                state.save()
+                self._save(state)
+
+    def _save(self, state: State) -> None:
+        try:
+            state.save()
+        except OSError as exc:
+            # Keep what this pass learnt, above all the pid of a service it restarted, and write it on a later
+            # pass; reading the old file instead would take that process for dead and start it a second time.
+            self._unsaved = dict(state.services)
+            log.error("cannot write %s (%s); keeping the supervisor's view in memory", state.path, exc)
+        else:
+            self._unsaved = {}
 
     def _watch(self, name: str) -> _Watch:
         if name not in self._watches:
@@ -223,7 +241,7 @@ class Supervisor:
         return True
 
     def _restart(self, spec: NativeService, entry: RunningService, watch: _Watch, state: State) -> None:
-        self.stack.launch(spec, state, previous=entry)
+        self.stack.launch(spec, state, previous=entry, save=False)  # tick() saves the pass once
         fresh = state.services[spec.name]
         fresh.restarts, fresh.last_exit, fresh.phase = entry.restarts + 1, entry.last_exit, "restarting"
         now = self.clock()
