@@ -11,14 +11,20 @@ Endpoint = Literal["chat", "completion"]
 TOKEN_FIELDS = ("max_tokens", "max_completion_tokens")
 
 
-def parse_model_request(raw: bytes) -> dict:
-    """A JSON object with a non-empty string `model`, or BadRequest."""
+def parse_json_object(raw: bytes) -> dict:
+    """The request body as a JSON object, or BadRequest."""
     try:
         body = json.loads(raw)
     except (ValueError, UnicodeDecodeError):
         raise BadRequest("request body is not valid JSON", code="invalid_json") from None
     if not isinstance(body, dict):
         raise BadRequest("request body must be a JSON object")
+    return body
+
+
+def parse_model_request(raw: bytes) -> dict:
+    """A JSON object with a non-empty string `model`, or BadRequest."""
+    body = parse_json_object(raw)
     model = body.get("model")
     if not isinstance(model, str) or not model:
         raise BadRequest("model is required and must be a string", param="model")

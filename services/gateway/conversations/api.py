@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -12,6 +11,7 @@ from services.gateway.conversations.items import is_id, parse_items, parse_metad
 from services.gateway.conversations.search import search_conversations
 from services.gateway.conversations.service import Conversations
 from services.gateway.openapi import CONVERSATION_UPDATE, NEW_CONVERSATION, NEW_ITEMS, body, query
+from services.gateway.validation import parse_json_object
 
 router = APIRouter(tags=["conversations"])
 
@@ -25,15 +25,7 @@ def conversations(request: Request) -> Conversations:
 
 async def _object_body(request: Request) -> dict[str, Any]:
     raw = await request.body()
-    if not raw.strip():
-        return {}
-    try:
-        body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        raise BadRequest("request body is not valid JSON", code="invalid_json") from None
-    if not isinstance(body, dict):
-        raise BadRequest("request body must be a JSON object")
-    return body
+    return parse_json_object(raw) if raw.strip() else {}
 
 
 def _conversation_id(value: str) -> str:
