@@ -58,12 +58,14 @@ def start_arm(arm: str, phase: int, models_dir: Path, work: Path, pg: TestPostgr
                       "services.inference", "/health"),
         "gateway": ({"API_GATEWAY_PORT": ports["gateway"], "CHAT_API_BASE": inference, "CODE_API_BASE": inference,
                      "GATEWAY_ENGINE": "fast"}, "services.gateway", "/health"),
-        "embedding": ({"EMBEDDING_PORT": ports["embedding"], "EMBEDDING_THREADS": threads}, "services.embedding",
-                      "/health"),
+        # Both vector caches off: every search embeds its query in the embedding service (one of the two
+        # instrumented services the search passes), as a new question does; only retrieval would run otherwise.
+        "embedding": ({"EMBEDDING_PORT": ports["embedding"], "EMBEDDING_THREADS": threads,
+                       "EMBEDDING_CACHE": "false"}, "services.embedding", "/health"),
         "rag": ({"RAG_PORT": ports["rag"], "DATABASE_URL": pg.database(arm.replace("-", "_")),
                  "EMBEDDING_URL": f"http://127.0.0.1:{ports['embedding']}",
                  "GATEWAY_URL": f"http://127.0.0.1:{ports['gateway']}", "DOCUMENTS_DIR": str(work / "documents"),
-                 "QDRANT_PATH": str(data / "vectors")}, "services.rag", "/health"),
+                 "QDRANT_PATH": str(data / "vectors"), "RAG_QUERY_CACHE_ENTRIES": 0}, "services.rag", "/health"),
     }
     started: dict[str, Service] = {}
     for name, (env, module, health) in specs.items():
@@ -312,7 +314,8 @@ def write_report(result: dict, out: Path) -> None:
         "",
         *verdict(result["chat"], (result.get("control") or {}).get("chat")),
         "",
-        "## RAG `/search`, top 5, hybrid (rag and embedding instrumented)",
+        "## RAG `/search`, top 5, hybrid (rag and embedding instrumented; the query-vector caches of both off, "
+        "so every search embeds its query, then runs dense, BM25 and fusion)",
         "",
         *table(result["search"], "searches"),
         "",
