@@ -13,6 +13,9 @@ from services.gateway.conversations.items import (
     METADATA_KEY_CHARS,
     METADATA_PAIRS,
     METADATA_VALUE_CHARS,
+    PAGE_DEFAULT,
+    PAGE_MAX,
+    QUERY_CHARS,
     ROLES,
     STATUSES,
     TEXT_PARTS,
@@ -65,9 +68,9 @@ def query(*names: str) -> dict[str, Any]:
     """`openapi_extra` for the paging and search parameters the conversation lists read."""
     known: dict[str, JSONSchema] = {
         "after": {"type": "string", "description": "the id to continue after"},
-        "limit": {"type": "integer", "minimum": 1, "maximum": 100, "default": 20},
+        "limit": {"type": "integer", "minimum": 1, "maximum": PAGE_MAX, "default": PAGE_DEFAULT},
         "order": {"enum": ["asc", "desc"], "default": "desc"},
-        "query": {"type": "string", "maxLength": 1000, "description": "full-text search, best first"},
+        "query": {"type": "string", "maxLength": QUERY_CHARS, "description": "full-text search, best first"},
     }
     return {"parameters": [{"name": name, "in": "query", "required": False, "schema": known[name]}
                            for name in names]}

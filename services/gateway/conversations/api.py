@@ -7,15 +7,13 @@ from typing import Any
 from fastapi import APIRouter, Request
 
 from services.common.errors import BadRequest, NotFound
-from services.gateway.conversations.items import is_id, parse_items, parse_metadata
+from services.gateway.conversations.items import PAGE_DEFAULT, PAGE_MAX, QUERY_CHARS, is_id, parse_items, parse_metadata
 from services.gateway.conversations.search import search_conversations
 from services.gateway.conversations.service import Conversations
 from services.gateway.openapi import CONVERSATION_UPDATE, NEW_CONVERSATION, NEW_ITEMS, body, query
 from services.gateway.validation import parse_json_object
 
 router = APIRouter(tags=["conversations"])
-
-MAX_QUERY_CHARS = 1000
 
 
 def conversations(request: Request) -> Conversations:
@@ -35,11 +33,12 @@ def _conversation_id(value: str) -> str:
 
 
 def _paging(request: Request) -> tuple[str | None, int, str]:
-    """`after`, `limit` (1 to 100, default 20) and `order` (asc or desc, default desc), as OpenAI pages."""
+    """`after`, `limit` (1 to PAGE_MAX, default PAGE_DEFAULT) and `order` (asc or desc, default desc), as OpenAI
+    pages."""
     query = request.query_params
-    raw_limit = query.get("limit", "20")
-    if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= 100:
-        raise BadRequest("limit must be an integer from 1 to 100", param="limit")
+    raw_limit = query.get("limit", str(PAGE_DEFAULT))
+    if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= PAGE_MAX:
+        raise BadRequest(f"limit must be an integer from 1 to {PAGE_MAX}", param="limit")
     order = query.get("order", "desc")
     if order not in ("asc", "desc"):
         raise BadRequest("order must be asc or desc", param="order")
@@ -69,8 +68,8 @@ async def list_conversations(request: Request) -> dict[str, Any]:
     after, limit, order = _paging(request)
     query = request.query_params.get("query", "").strip()
     if query:
-        if len(query) > MAX_QUERY_CHARS:
-            raise BadRequest(f"query may have at most {MAX_QUERY_CHARS} characters", param="query")
+        if len(query) > QUERY_CHARS:
+            raise BadRequest(f"query may have at most {QUERY_CHARS} characters", param="query")
         found, engines = await search_conversations(service.store(), service.mirror, query, limit)
         service.metrics.searches.labels("+".join(engines)).inc()
         return page([hit.as_openai() for hit in found], False, engines=engines)

@@ -17,6 +17,9 @@ TEXT_PARTS = ("input_text", "output_text", "text")
 ID = re.compile(r"^[A-Za-z0-9]{1,64}$")
 METADATA_PAIRS, METADATA_KEY_CHARS, METADATA_VALUE_CHARS = 16, 64, 512
 TITLE_CHARS = 80
+# Lists page like OpenAI's: `limit` from 1 to PAGE_MAX, PAGE_DEFAULT when absent; a search is at most QUERY_CHARS.
+PAGE_DEFAULT, PAGE_MAX = 20, 100
+QUERY_CHARS = 1000
 
 
 def new_id(prefix: str) -> str:
