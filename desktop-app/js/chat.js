@@ -8,6 +8,21 @@ import { MessageView, textOf } from './messages.js';
 // While an answer streams, re-render at most this often (the first token shows at once).
 const RENDER_INTERVAL_MS = 50;
 
+// A hidden page paints no frames, so what waits for one runs after this long at the latest.
+const FRAME_FALLBACK_MS = 250;
+
+/** Run `callback` once, after the next frame has been painted (or after FRAME_FALLBACK_MS without one). */
+function afterFrame(callback) {
+  let pending = true;
+  const run = () => {
+    if (!pending) return;
+    pending = false;
+    callback();
+  };
+  requestAnimationFrame(() => setTimeout(run, 0));
+  setTimeout(run, FRAME_FALLBACK_MS);
+}
+
 function decodeReason(value) {
   if (!value) return null;
   try {
@@ -115,8 +130,17 @@ export class Chat {
     if (this.conversationId) return this.conversationId;
     const conversation = await api.conversations.create({});
     this.conversationId = conversation.id;
-    history.pushState({}, '', `/c/${conversation.id}`);
     return conversation.id;
+  }
+
+  /**
+   * Put conversation `id` in the address bar, unless another one was opened meanwhile. A new conversation's
+   * address is set once its first token is on screen: the navigation costs the browser work that would
+   * otherwise delay that token.
+   */
+  showAddress(id) {
+    const path = `/c/${id}`;
+    if (id && this.conversationId === id && location.pathname !== path) history.pushState({}, '', path);
   }
 
   async send(text) {
@@ -129,8 +153,9 @@ export class Chat {
     const controller = new AbortController();
     this.setStreaming(controller);
     let result = { text: '', status: 'completed' };
+    let id = null;
     try {
-      const id = await this.ensureConversation();
+      id = await this.ensureConversation();
       if (this.title.textContent === 'New chat') this.title.textContent = text.slice(0, 80);
       result = settings.get('useDocuments')
         ? await this.streamDocuments(id, text, answer, controller.signal)
@@ -144,6 +169,7 @@ export class Chat {
     } finally {
       answer.element.classList.remove('streaming');
       this.setStreaming(null);
+      this.showAddress(id);
     }
     await answer.show(answer.text, true);
     if (result.status === 'incomplete' && answer.text) answer.meta.append(h('span', { class: 'meta-incomplete' }, 'Stopped'));
@@ -159,7 +185,7 @@ export class Chat {
       temperature: Number(settings.get('temperature')), max_tokens: Number(settings.get('maxTokens')) };
     const response = await api.postStream('/v1/chat/completions', body, signal);
     answer.setMeta(response.headers.get('x-ai-suite-model'), decodeReason(response.headers.get('x-ai-suite-route-reason')));
-    const painter = this.painter(answer);
+    const painter = this.painter(answer, () => this.showAddress(id));
     let failure = null;
     try {
       await api.readEvents(response, (event, data) => {
@@ -186,7 +212,7 @@ export class Chat {
     const collection = settings.get('collection') || 'default';
     const response = await api.postStream('/rag/query', { query: text, collection, stream: true }, signal);
     answer.setMeta(`documents: ${collection}`, null);
-    const painter = this.painter(answer);
+    const painter = this.painter(answer, () => this.showAddress(id));
     let failure = null;
     try {
       await api.readEvents(response, (event, data) => {
@@ -209,7 +235,8 @@ export class Chat {
     return { status: signal.aborted ? 'incomplete' : 'completed' };
   }
 
-  painter(view) {
+  /** Paints a streaming answer at most every RENDER_INTERVAL_MS; `onShown` runs once the first text is on screen. */
+  painter(view, onShown = null) {
     let text = '';
     let timer = null;
     let last = 0;
@@ -218,6 +245,11 @@ export class Chat {
       last = performance.now();
       view.show(text, false);
       this.log.scrollTop = this.log.scrollHeight;
+      if (onShown && text.trim()) {
+        const shown = onShown;
+        onShown = null;
+        afterFrame(shown);
+      }
     };
     return {
       add(delta) {

@@ -17,7 +17,8 @@ def items(suite: Suite, conversation_id: str) -> list[dict]:
 
 
 def current_id(page: Page) -> str:
-    wait_until(lambda: re.search(r"/c/conv_\w+$", page.url), 30, "a /c/{id} address")
+    # expect() asks the browser; page.url alone only changes while some Playwright call runs
+    expect(page).to_have_url(re.compile(r"/c/conv_\w+$"), timeout=30_000)
     return page.url.rsplit("/", 1)[1]
 
 
@@ -83,6 +84,23 @@ def test_escape_stops_an_answer_mid_stream_and_keeps_it_marked_incomplete(page: 
     stored_text = stored[0]["content"][0]["text"]
     assert stored_text.strip() and len(stored_text) < 2000
     assert shown[:10] in stored_text or stored_text[:10] in shown
+
+
+def test_the_address_names_the_new_conversation_once_it_answers_and_not_after_leaving_it(
+        page: Page, suite: Suite) -> None:
+    open_app(page, maxTokens=400, model="chat-7b")
+    page.get_by_role("textbox", name="Message").fill("Tell a very long story about a lighthouse keeper and the sea.")
+    page.get_by_role("textbox", name="Message").press("Enter")
+    answer = page.get_by_role("article", name="Assistant message").last
+    wait_until(lambda: answer.locator(".message-body").inner_text().strip(), 120, "the first streamed text")
+    conversation = current_id(page)  # set while the answer still streams
+    expect(page.get_by_role("button", name="Stop")).to_be_visible()
+    # leaving mid-stream stops the answer; its end must not put the old address back
+    page.get_by_role("button", name="New chat").click()
+    expect(page.get_by_role("button", name="Stop")).to_be_hidden()
+    page.wait_for_timeout(500)
+    assert page.url.endswith("/"), page.url
+    assert items(suite, conversation)[0]["role"] == "user"
 
 
 def test_regenerate_replaces_the_last_answer(page: Page, suite: Suite) -> None:
