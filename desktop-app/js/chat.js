@@ -154,9 +154,10 @@ export class Chat {
     this.setStreaming(controller);
     let result = { text: '', status: 'completed' };
     let id = null;
+    // in the frame that shows the question, not in one while the answer is being asked for
+    if (this.title.textContent === 'New chat') this.title.textContent = text.slice(0, 80);
     try {
       id = await this.ensureConversation();
-      if (this.title.textContent === 'New chat') this.title.textContent = text.slice(0, 80);
       result = settings.get('useDocuments')
         ? await this.streamDocuments(id, text, answer, controller.signal)
         : await this.streamChat(id, text, answer, controller.signal);
@@ -184,8 +185,10 @@ export class Chat {
     const body = { model: settings.get('model'), stream: true, conversation: id, messages,
       temperature: Number(settings.get('temperature')), max_tokens: Number(settings.get('maxTokens')) };
     const response = await api.postStream('/v1/chat/completions', body, signal);
-    answer.setMeta(response.headers.get('x-ai-suite-model'), decodeReason(response.headers.get('x-ai-suite-route-reason')));
-    const painter = this.painter(answer, () => this.showAddress(id));
+    const model = response.headers.get('x-ai-suite-model');
+    const reason = decodeReason(response.headers.get('x-ai-suite-route-reason'));
+    const painter = this.painter(answer, { meta: () => answer.setMeta(model, reason),
+      shown: () => this.showAddress(id) });
     let failure = null;
     try {
       await api.readEvents(response, (event, data) => {
@@ -211,8 +214,8 @@ export class Chat {
   async streamDocuments(id, text, answer, signal) {
     const collection = settings.get('collection') || 'default';
     const response = await api.postStream('/rag/query', { query: text, collection, stream: true }, signal);
-    answer.setMeta(`documents: ${collection}`, null);
-    const painter = this.painter(answer, () => this.showAddress(id));
+    const painter = this.painter(answer, { meta: () => answer.setMeta(`documents: ${collection}`, null),
+      shown: () => this.showAddress(id) });
     let failure = null;
     try {
       await api.readEvents(response, (event, data) => {
@@ -235,14 +238,25 @@ export class Chat {
     return { status: signal.aborted ? 'incomplete' : 'completed' };
   }
 
-  /** Paints a streaming answer at most every RENDER_INTERVAL_MS; `onShown` runs once the first text is on screen. */
-  painter(view, onShown = null) {
+  /**
+   * Paints a streaming answer at most every RENDER_INTERVAL_MS. `meta` draws the answer's header line with its
+   * first words (or when it ends without any): drawn when the response headers arrive, it would cost a frame
+   * while the model computes its first token. `shown` runs once the first text is on screen.
+   */
+  painter(view, { meta = null, shown = null } = {}) {
     let text = '';
     let timer = null;
     let last = 0;
+    let onShown = shown;
+    let drawMeta = meta;
+    const header = () => {
+      drawMeta?.();
+      drawMeta = null;
+    };
     const paint = () => {
       timer = null;
       last = performance.now();
+      header();
       view.show(text, false);
       this.log.scrollTop = this.log.scrollHeight;
       if (onShown && text.trim()) {
@@ -262,6 +276,7 @@ export class Chat {
       },
       flush() {
         if (timer) clearTimeout(timer);
+        header();
         view.text = text;
       },
     };

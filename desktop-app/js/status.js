@@ -23,6 +23,9 @@ export class StatusMonitor {
     Object.assign(this, { strip, detail, alerts });
     this.timer = null;
     this.alertTimer = null;
+    // what is on screen now: a poll that finds the same redraws nothing (no layout, no paint)
+    this.shownStatus = null;
+    this.shownAlerts = null;
   }
 
   start() {
@@ -47,6 +50,9 @@ export class StatusMonitor {
       return;
     }
     const backends = body.backends || [];
+    const shown = JSON.stringify(backends);
+    if (shown === this.shownStatus) return;
+    this.shownStatus = shown;
     this.strip.replaceChildren(...backends.map((backend) => h('span', {
       class: `backend state-${backend.state}`, 'data-backend': backend.name,
       title: backend.error || (backend.models || []).join(', '),
@@ -63,6 +69,7 @@ export class StatusMonitor {
 
   showUnreachable(error) {
     const text = `gateway: unreachable (${error.message})`;
+    this.shownStatus = null;
     this.strip.replaceChildren(h('span', { class: 'backend state-down' },
       h('span', { class: 'dot', 'aria-hidden': 'true' }), text));
     this.detail.replaceChildren(h('tr', { class: 'state-down' }, h('td', { colspan: 7 }, text)));
@@ -73,11 +80,12 @@ export class StatusMonitor {
     try {
       body = await api.alerts();
     } catch {
-      this.alerts.replaceChildren();
-      this.alerts.hidden = true;
-      return;
+      body = { available: false };
     }
     const active = body.available ? body.alerts || [] : [];
+    const shown = JSON.stringify(active);
+    if (shown === this.shownAlerts) return;
+    this.shownAlerts = shown;
     this.alerts.hidden = active.length === 0;
     this.alerts.replaceChildren(...active.map((alert) => h('p', { class: `alert severity-${alert.severity}` },
       h('strong', {}, `${alert.severity || 'alert'}: ${alert.name}`),
