@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import importlib.util
 import re
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,8 @@ from services.stack.compose import compose_variables, load_project, read_yaml, r
 from services.stack.interpolate import interpolate
 from services.stack.rules import check_rules, validate_schema
 from services.stack.runner import PHASES, compose_files
+from tests.support.dockerfiles import lineage
+from tests.support.dockerfiles import stages as dockerfile_stages
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKER = ROOT / "docker"
@@ -159,18 +162,8 @@ def test_env_example_documents_every_compose_variable() -> None:
     assert sorted(used - _documented(example)) == []
 
 
-def _stages(dockerfile: Path) -> dict[str, list[str]]:
-    """Stage name -> its lines."""
-    stages: dict[str, list[str]] = {}
-    current = ""
-    for line in dockerfile.read_text(encoding="utf-8").splitlines():
-        match = re.match(r"FROM\s+\S+(?:\s+AS\s+(\S+))?", line, re.IGNORECASE)
-        if match:
-            current = match.group(1) or f"stage{len(stages)}"
-            stages[current] = []
-        if current:
-            stages[current].append(line)
-    return stages
+def _extras() -> set[str]:
+    return set(tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]["optional-dependencies"])
 
 
 @pytest.mark.parametrize("files", PROJECTS, ids=IDS)
@@ -181,17 +174,23 @@ def test_build_targets_exist_and_run_unprivileged(files: list[Path]) -> None:
         if not build:
             continue
         dockerfile = (doc.service_dirs[name] / build["context"] / build["dockerfile"]).resolve()
-        stages = _stages(dockerfile)
+        stages = dockerfile_stages(dockerfile)
         target = build.get("target") or list(stages)[-1]
         assert target in stages, f"{name}: target {target!r} not in {dockerfile}"
-        users = [line.split()[1] for line in stages[target] if line.startswith("USER ")]
+        users = [line.split()[1] for line in lineage(stages, target) if line.startswith("USER ")]
         assert users and users[-1] not in ("root", "0"), f"{name}: {target} runs as root"
         module = service["command"][-1]
         assert importlib.util.find_spec(module) is not None, f"{name}: command module {module} is missing"
+        # the shared Dockerfile's build arguments: a locked extra, and the module the command runs
+        args = build.get("args") or {}
+        if "EXTRA" in args:
+            assert args["EXTRA"] in _extras(), f"{name}: no extra {args['EXTRA']!r} in pyproject.toml"
+        if "SERVICE" in args:
+            assert module == f"services.{args['SERVICE']}", f"{name}: SERVICE {args['SERVICE']} but runs {module}"
 
 
 def test_inference_dockerfile_builds_llama_cpp_with_cuda() -> None:
-    stages = _stages(ROOT / "services" / "inference" / "Dockerfile")
+    stages = dockerfile_stages(ROOT / "services" / "inference" / "Dockerfile")
     assert {"cuda", "cpu"} <= set(stages)
     build_lines = "\n".join(line for lines in stages.values() for line in lines)
     assert re.search(r"FROM nvidia/cuda:\S+-devel", build_lines)
@@ -202,8 +201,10 @@ def test_inference_dockerfile_builds_llama_cpp_with_cuda() -> None:
 
 
 def test_every_image_installs_from_the_lock() -> None:
-    dockerfiles = sorted((ROOT / "services").glob("*/Dockerfile"))
-    assert len(dockerfiles) == 7  # inference, gateway, embedding, rag, mcp_server, alerts, web
+    dockerfiles = sorted((ROOT / "services").rglob("Dockerfile"))
+    # inference (llama.cpp's CPU and CUDA builds); the shared one for gateway, embedding, rag, mcp_server, alerts, web
+    assert [path.relative_to(ROOT).as_posix() for path in dockerfiles] == [
+        "services/Dockerfile", "services/inference/Dockerfile"]
     for dockerfile in dockerfiles:
         text = dockerfile.read_text(encoding="utf-8")
         assert "pip install --require-hashes --no-deps -r /tmp/uv.txt" in text, dockerfile

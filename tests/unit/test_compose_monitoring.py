@@ -12,7 +12,9 @@ from services.stack.compose import compose_variables, load_project, resolve
 from services.stack.interpolate import InterpolationError
 from services.stack.rules import check_rules, validate_schema
 from services.stack.runner import PHASES, ROOT, Stack, compose_files
-from tests.unit.test_compose import _documented, _stages
+from tests.support.dockerfiles import lineage
+from tests.support.dockerfiles import stages as dockerfile_stages
+from tests.unit.test_compose import _documented
 
 DOCKER = ROOT / "docker"
 MONITORING = {"alerts", "prometheus", "alertmanager", "node-exporter", "grafana", "loki", "promtail", "cadvisor"}
@@ -97,10 +99,11 @@ def test_env_example_documents_every_monitoring_variable() -> None:
 def test_the_alert_receiver_image_runs_unprivileged() -> None:
     project = load_project(compose_files("p1", ROOT, monitoring=True))
     alerts = project.services["alerts"]
-    stages = _stages((project.service_dirs["alerts"] / alerts["build"]["context"] / alerts["build"]["dockerfile"])
-                     .resolve())
-    users = [line.split()[1] for line in list(stages.values())[-1] if line.startswith("USER ")]
+    stages = dockerfile_stages((project.service_dirs["alerts"] / alerts["build"]["context"]
+                                / alerts["build"]["dockerfile"]).resolve())
+    users = [line.split()[1] for line in lineage(stages, alerts["build"]["target"]) if line.startswith("USER ")]
     assert users == ["app"] and alerts["command"] == ["python", "-m", "services.alerts"]
+    assert alerts["build"]["args"]["SERVICE"] == "alerts"
 
 
 def test_native_monitoring_runs_debian_binaries_on_loopback(tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 from services.stack.compose import load_project, resolve
 from services.stack.rules import HOST_ROOT, check_rules, split_port, validate_schema
 from services.stack.runner import ROOT, Stack, compose_files
+from tests.support.dockerfiles import target_text
 
 DOCKER = ROOT / "docker"
 P2_SERVICES = {"inference-chat", "inference-code", "api-gateway", "embedding", "qdrant", "postgres", "rag"}
@@ -40,7 +41,7 @@ def test_project_is_valid_and_follows_our_rules() -> None:
 
 def test_mcp_server_service() -> None:
     mcp = p3_doc()["services"]["mcp-server"]
-    assert mcp["build"]["dockerfile"] == "services/mcp_server/Dockerfile"
+    assert mcp["build"]["dockerfile"] == "services/Dockerfile" and mcp["build"]["target"] == "mcp_server"
     assert mcp["command"] == ["python", "-m", "services.mcp_server"]
     assert mcp["depends_on"] == {"rag": {"condition": "service_healthy"}}
     assert mcp["healthcheck"]["test"] == ["CMD", "python", "-m", "services.common.probe",
@@ -55,7 +56,8 @@ def test_mcp_server_service() -> None:
     assert "/:/mnt/host" in mcp["volumes"]
     assert mcp["shm_size"] == "1gb"  # headless Chromium needs more than Docker's 64 MB /dev/shm
     # the container is the host user, so what the tools write on the host keeps its owner
-    assert mcp["user"] == "1000:1000" and mcp["build"]["args"] == {"APP_UID": "1000", "APP_GID": "1000"}
+    assert mcp["user"] == "1000:1000"
+    assert mcp["build"]["args"] == {"EXTRA": "mcp", "APP_UID": "1000", "APP_GID": "1000"}
 
 
 def test_port_is_loopback_only_and_volumes_lie_under_data_dir() -> None:
@@ -112,8 +114,9 @@ def test_native_phase_three(tmp_path: Path) -> None:
 
 
 def test_dockerfile_installs_the_mcp_extra_and_debian_chromium() -> None:
-    text = (ROOT / "services" / "mcp_server" / "Dockerfile").read_text(encoding="utf-8")
-    assert "uv sync --frozen --no-editable --extra mcp" in text
+    text = target_text("mcp_server")
+    assert "uv sync --frozen --no-editable --extra ${EXTRA}" in text
+    assert p3_doc()["services"]["mcp-server"]["build"]["args"]["EXTRA"] == "mcp"
     assert "chromium" in text and "fonts-noto-cjk" in text and " git " in text
     assert "playwright install" not in text.replace("`playwright install` is", "")
     assert "CHROMIUM_PATH=/usr/bin/chromium" in text

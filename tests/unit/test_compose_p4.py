@@ -8,6 +8,7 @@ from pathlib import Path
 from services.stack.compose import load_project, resolve
 from services.stack.rules import HOST_ROOT, check_rules, split_port, validate_schema
 from services.stack.runner import APP_URL, PHASES, ROOT, Stack, compose_files
+from tests.support.dockerfiles import target_text
 
 DOCKER = ROOT / "docker"
 
@@ -38,7 +39,7 @@ def test_project_is_valid_and_follows_our_rules() -> None:
 
 def test_desktop_web_service() -> None:
     web = p4_doc()["services"]["desktop-web"]
-    assert web["build"]["dockerfile"] == "services/web/Dockerfile"
+    assert web["build"]["dockerfile"] == "services/Dockerfile" and web["build"]["target"] == "web"
     assert web["command"] == ["python", "-m", "services.web"]
     assert web["depends_on"] == {"api-gateway": {"condition": "service_healthy"}}
     assert web["healthcheck"]["test"] == ["CMD", "python", "-m", "services.common.probe",
@@ -50,7 +51,7 @@ def test_desktop_web_service() -> None:
     assert env["WEB_ALERTS_URL"] == "http://alerts:9095"
     assert env["BIND_HOST"] == "0.0.0.0" and env["TRUST_CONTAINER_NETWORK"] == "true"
     assert env["LOG_FILE"] == "/data/logs/desktop-web.log"
-    # the image's own copy of the app (services/web/Dockerfile), so no WEB_STATIC_DIR from the host
+    # the image's own copy of the app (services/Dockerfile's web target), so no WEB_STATIC_DIR from the host
     assert "WEB_STATIC_DIR" not in env
 
 
@@ -102,8 +103,9 @@ def test_native_phase_four(tmp_path: Path) -> None:
 
 
 def test_dockerfile_serves_the_apps_files() -> None:
-    text = (ROOT / "services" / "web" / "Dockerfile").read_text(encoding="utf-8")
-    assert "uv sync --frozen --no-editable --extra service" in text
+    text = target_text("web")
+    assert "uv sync --frozen --no-editable --extra ${EXTRA}" in text
+    assert p4_doc()["services"]["desktop-web"]["build"]["args"]["EXTRA"] == "service"
     assert "COPY desktop-app /srv/desktop-app" in text and "WEB_STATIC_DIR=/srv/desktop-app" in text
     assert "USER app" in text
 
@@ -117,7 +119,7 @@ def test_makefile_starts_phase_four() -> None:
 
 
 def test_the_app_reaches_the_image_build_context() -> None:
-    # services/web/Dockerfile copies desktop-app/; an ignored folder would fail the build
+    # services/Dockerfile's web target copies desktop-app/; an ignored folder would fail the build
     lines = (ROOT / ".dockerignore").read_text(encoding="utf-8").splitlines()
     ignored = [line.strip() for line in lines if line.strip() and not line.startswith("#")]
     assert not any(entry.strip("/*") == "desktop-app" for entry in ignored)
