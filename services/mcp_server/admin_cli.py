@@ -85,15 +85,18 @@ def _database(settings: McpSettings) -> Iterator[sqlite3.Connection]:
 def user_add(settings: McpSettings, name: str, role: str, console: Console) -> int:
     with _database(settings) as conn:
         key = db.create_user(conn, name, role)
-    console.print(f"user [bold]{escape(name)}[/] ({escape(role)}) created. API key, shown only now:")
-    console.print(key, markup=False, highlight=False, soft_wrap=True)
-    return EXIT_OK
+    return _show_new_key(console, f"user [bold]{escape(name)}[/] ({escape(role)}) created. API key", key)
 
 
 def key_add(settings: McpSettings, user: str, label: str, console: Console) -> int:
     with _database(settings) as conn:
         key = db.issue_key(conn, user, label)
-    console.print(f"new key for [bold]{escape(user)}[/], shown only now:")
+    return _show_new_key(console, f"new key for [bold]{escape(user)}[/]", key)
+
+
+def _show_new_key(console: Console, headline: str, key: str) -> int:
+    """A new key is printed once, whole and unstyled (it is stored only as a hash)."""
+    console.print(f"{headline}, shown only now:")
     console.print(key, markup=False, highlight=False, soft_wrap=True)
     return EXIT_OK
 
