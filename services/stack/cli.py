@@ -17,7 +17,7 @@ from services.stack import cli_views
 from services.stack.compose import ComposeError, load_project
 from services.stack.interpolate import InterpolationError
 from services.stack.procs import State
-from services.stack.replicas import ReplicaError, parse_replicas
+from services.stack.replicas import ReplicaError, parse_replicas, recorded_replicas
 from services.stack.runner import MONITORING_FILE, PHASES, ROOT, Stack, StackError, load_variables
 
 EXAMPLES = """\
@@ -148,15 +148,22 @@ def _latest_phase(root: Path) -> str:
 
 def _stack(args: argparse.Namespace, phase: str | None = None, gpu: bool = False,
            monitoring: bool | None = None, replicas: dict[str, int] | None = None) -> Stack:
-    """The stack to act on; `monitoring` None includes the monitoring overlay when its services were started."""
-    stack = Stack(phase or _latest_phase(args.root), root=args.root, env_file=args.env_file, gpu=gpu,
-                  monitoring=bool(monitoring), replicas=replicas)
+    """The stack to act on. `monitoring` None includes the monitoring overlay when its services were started,
+    and `replicas` None the replicas that were started (`up --replicas`), as the state file records them."""
+    phase = phase or _latest_phase(args.root)
+    stack = Stack(phase, root=args.root, env_file=args.env_file, gpu=gpu, monitoring=bool(monitoring),
+                  replicas=replicas)
+    if monitoring is not None and replicas is not None:
+        return stack
+    recorded = State.load(stack.state_path).services
     if monitoring is None and (args.root / "docker" / MONITORING_FILE).is_file():
-        recorded = State.load(stack.state_path).services
-        if recorded.keys() & set(load_project([args.root / "docker" / MONITORING_FILE]).services):
-            return Stack(phase or _latest_phase(args.root), root=args.root, env_file=args.env_file, gpu=gpu,
-                         monitoring=True, replicas=replicas)
-    return stack
+        monitoring = bool(recorded.keys() & set(load_project([args.root / "docker" / MONITORING_FILE]).services))
+    if replicas is None:
+        replicas = recorded_replicas(recorded, stack.services)
+    if bool(monitoring) == stack.monitored and not replicas:
+        return stack
+    return Stack(phase, root=args.root, env_file=args.env_file, gpu=gpu, monitoring=bool(monitoring),
+                 replicas=replicas)
 
 
 def _printer(console: Console):  # type: ignore[no-untyped-def]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import copy
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -18,6 +18,7 @@ from services.stack.native import parse_ports
 REGISTERED = ("CHAT_API_BASE", "CODE_API_BASE")  # each one's extra backends go in the same name plus S
 MAX_REPLICAS = 16
 _SPEC = re.compile(r"([a-z0-9][a-z0-9_-]*)=([0-9]+)")
+_RECORDED = re.compile(r"(.+)-([0-9]+)")  # replica_name's shape
 
 
 class ReplicaError(ValueError):
@@ -40,6 +41,18 @@ def parse_replicas(specs: Iterable[str]) -> dict[str, int]:
 
 def replica_name(service: str, index: int) -> str:
     return f"{service}-{index}"
+
+
+def recorded_replicas(names: Iterable[str], services: Collection[str]) -> dict[str, int]:
+    """{service: N} for the replicas among `names` (those a start recorded), so that a later `status`, `stop`
+    or `down` knows the same services that `up --replicas` started."""
+    counts: dict[str, int] = {}
+    for name in names:
+        match = _RECORDED.fullmatch(name)
+        if match and name not in services and match.group(1) in services:
+            index = min(int(match.group(2)), MAX_REPLICAS)
+            counts[match.group(1)] = max(counts.get(match.group(1), 1), index)
+    return counts
 
 
 def _swap_port(value: Any, old: int, new: int) -> Any:

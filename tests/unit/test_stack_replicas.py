@@ -3,12 +3,15 @@ the gateway through CHAT_API_BASES."""
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
+import psutil
 import pytest
 
 from services.gateway.settings import GatewaySettings
 from services.stack import cli
+from services.stack.procs import RunningService, State, started_since_boot
 from services.stack.replicas import ReplicaError, parse_replicas
 from services.stack.runner import Stack, StackError
 
@@ -75,3 +78,29 @@ def test_up_refuses_bad_replicas_before_starting_anything(spec: str, message: st
     assert cli.main(["up", "p2", "--replicas", spec]) == cli.EXIT_FAILED
     assert message in capsys.readouterr().out.replace("\n", " ")
     assert started == []
+
+
+def test_status_and_down_know_the_replicas_a_start_recorded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    for key, value in env(tmp_path).items():
+        monkeypatch.setenv(key, value)
+    # what `ai-suite up p2 --replicas inference-chat=2` leaves in the state file: here, the replica alone runs
+    replica = subprocess.Popen(["sleep", "60"], start_new_session=True)
+    try:
+        stack = Stack("p2", env=env(tmp_path), replicas={"inference-chat": 2})
+        state = State.load(stack.state_path)
+        process = psutil.Process(replica.pid)
+        spec = stack.services["inference-chat-2"]
+        state.services["inference-chat-2"] = RunningService(
+            "inference-chat-2", replica.pid, process.create_time(), [p.port for p in spec.ports],
+            str(spec.log_path), spec.argv, since_boot=started_since_boot(process))
+        state.save()
+        assert cli.main(["status", "p2"]) == cli.EXIT_OK
+        assert "inference-chat-2" in capsys.readouterr().out
+        assert cli.main(["down", "p2"]) == cli.EXIT_OK
+        assert "inference-chat-2: stopped" in capsys.readouterr().out
+        assert replica.wait(timeout=10) is not None
+        assert not State.load(stack.state_path).services
+    finally:
+        replica.kill()
+        replica.wait()
