@@ -11,14 +11,19 @@ const RENDER_INTERVAL_MS = 50;
 // A hidden page paints no frames, so what waits for one runs after this long at the latest.
 const FRAME_FALLBACK_MS = 250;
 
-/** Run `callback` once, after the next frame has been painted (or after FRAME_FALLBACK_MS without one). */
-function afterFrame(callback) {
-  let pending = true;
-  const run = () => {
+/** `callback` (which may be null) wrapped so that it runs at most once, however often it is called. */
+function once(callback) {
+  let pending = Boolean(callback);
+  return () => {
     if (!pending) return;
     pending = false;
     callback();
   };
+}
+
+/** Run `callback` once, after the next frame has been painted (or after FRAME_FALLBACK_MS without one). */
+function afterFrame(callback) {
+  const run = once(callback);
   requestAnimationFrame(() => setTimeout(run, 0));
   setTimeout(run, FRAME_FALLBACK_MS);
 }
@@ -247,23 +252,15 @@ export class Chat {
     let text = '';
     let timer = null;
     let last = 0;
-    let onShown = shown;
-    let drawMeta = meta;
-    const header = () => {
-      drawMeta?.();
-      drawMeta = null;
-    };
+    const header = once(meta);
+    const announce = once(shown && (() => afterFrame(shown)));
     const paint = () => {
       timer = null;
       last = performance.now();
       header();
       view.show(text, false);
       this.log.scrollTop = this.log.scrollHeight;
-      if (onShown && text.trim()) {
-        const shown = onShown;
-        onShown = null;
-        afterFrame(shown);
-      }
+      if (text.trim()) announce();
     };
     return {
       add(delta) {

@@ -23,9 +23,16 @@ export class StatusMonitor {
     Object.assign(this, { strip, detail, alerts });
     this.timer = null;
     this.alertTimer = null;
-    // what is on screen now: a poll that finds the same redraws nothing (no layout, no paint)
-    this.shownStatus = null;
-    this.shownAlerts = null;
+    // what each area shows now: a poll that finds the same redraws nothing (no layout, no paint)
+    this.shown = { status: null, alerts: null };
+  }
+
+  /** Whether `area` must be redrawn to show `content` (any JSON value); records it as shown if so. */
+  changed(area, content) {
+    const key = JSON.stringify(content);
+    if (key === this.shown[area]) return false;
+    this.shown[area] = key;
+    return true;
   }
 
   start() {
@@ -50,9 +57,7 @@ export class StatusMonitor {
       return;
     }
     const backends = body.backends || [];
-    const shown = JSON.stringify(backends);
-    if (shown === this.shownStatus) return;
-    this.shownStatus = shown;
+    if (!this.changed('status', backends)) return;
     this.strip.replaceChildren(...backends.map((backend) => h('span', {
       class: `backend state-${backend.state}`, 'data-backend': backend.name,
       title: backend.error || (backend.models || []).join(', '),
@@ -69,7 +74,7 @@ export class StatusMonitor {
 
   showUnreachable(error) {
     const text = `gateway: unreachable (${error.message})`;
-    this.shownStatus = null;
+    if (!this.changed('status', text)) return;
     this.strip.replaceChildren(h('span', { class: 'backend state-down' },
       h('span', { class: 'dot', 'aria-hidden': 'true' }), text));
     this.detail.replaceChildren(h('tr', { class: 'state-down' }, h('td', { colspan: 7 }, text)));
@@ -83,9 +88,7 @@ export class StatusMonitor {
       body = { available: false };
     }
     const active = body.available ? body.alerts || [] : [];
-    const shown = JSON.stringify(active);
-    if (shown === this.shownAlerts) return;
-    this.shownAlerts = shown;
+    if (!this.changed('alerts', active)) return;
     this.alerts.hidden = active.length === 0;
     this.alerts.replaceChildren(...active.map((alert) => h('p', { class: `alert severity-${alert.severity}` },
       h('strong', {}, `${alert.severity || 'alert'}: ${alert.name}`),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import functools
 import importlib.util
 import re
 import tomllib
@@ -162,8 +163,10 @@ def test_env_example_documents_every_compose_variable() -> None:
     assert sorted(used - _documented(example)) == []
 
 
-def _extras() -> set[str]:
-    return set(tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]["optional-dependencies"])
+@functools.cache
+def _extras() -> frozenset[str]:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    return frozenset(project["optional-dependencies"])
 
 
 @pytest.mark.parametrize("files", PROJECTS, ids=IDS)
