@@ -28,20 +28,21 @@ def git_control_write(settings: McpSettings, args: dict[str, Any]) -> str | None
     path, working_dir = args.get("path"), args.get("working_dir")
     if not isinstance(path, str) or not path or "\0" in path:
         return None  # the tool refuses it with its own message
-    guard = PathGuard(settings)
+    guard = PathGuard.shared(settings)
     try:
         base = guard.base(working_dir if isinstance(working_dir, str) else None)
     except ToolError:
         return None
-    lexical = Path(os.path.normpath(guard.absolute(path, base)))
-    real = Path(os.path.realpath(lexical))
+    # Plain strings rather than Path objects: the rule runs on every write, on the server's event loop.
+    lexical = os.path.normpath(guard.absolute(path, base))
+    real = os.path.realpath(lexical)
     for candidate in (lexical, real):
-        parts = [part.casefold() for part in candidate.parts]
         # casefold: on a case-insensitive file system `.GIT/config` is `.git/config`.
+        parts = candidate.casefold().split(os.sep)
         if ".git" in parts:
             return "writes inside a .git folder, whose config and hooks make git run programs"
         if parts[-1] in GIT_CONTROL_FILES:
-            return f"writes {candidate.name}, which names the filters and drivers git runs"
+            return f"writes {os.path.basename(candidate)}, which names the filters and drivers git runs"
         if any(parts[i:i + 2] == [".config", "git"] for i in range(len(parts) - 1)):
             return "writes inside git's own config folder (.config/git), which names programs git runs"
     if _git_folder_above(real, guard) is not None:
@@ -49,16 +50,29 @@ def git_control_write(settings: McpSettings, args: dict[str, Any]) -> str | None
     return None
 
 
-def _git_folder_above(path: Path, guard: PathGuard) -> Path | None:
+def _git_folder_above(path: str, guard: PathGuard) -> str | None:
     """The nearest folder at or above `path`, inside the allowed roots, that git would take for a git folder."""
-    for folder in (path, *path.parents):
-        if not guard.is_allowed(folder):
-            return None
-        head_file = (folder / "HEAD").is_file()
-        if head_file and (((folder / "objects").is_dir() and (folder / "refs").is_dir())
-                          or (folder / "commondir").is_file()):
+    if not guard.is_allowed(Path(path)):
+        return None
+    # Every folder between an allowed path and its root is allowed too (the suite's own data lies in no
+    # allowed path's parents), so the walk only needs to stop at the root.
+    root = next(str(root) for root in guard.roots if guard.contains(root, path))
+    folder = path
+    while True:
+        if _looks_like_git_folder(folder):
             return folder
-    return None
+        parent = os.path.dirname(folder)
+        if parent == folder or not guard.contains(root, parent):
+            return None
+        folder = parent
+
+
+def _looks_like_git_folder(folder: str) -> bool:
+    """What git itself checks: a HEAD file beside objects/ and refs/, or a commondir file (a worktree's)."""
+    if not os.path.isfile(os.path.join(folder, "HEAD")):
+        return False
+    return ((os.path.isdir(os.path.join(folder, "objects")) and os.path.isdir(os.path.join(folder, "refs")))
+            or os.path.isfile(os.path.join(folder, "commondir")))
 
 
 def staged_tree(settings: McpSettings, args: dict[str, Any]) -> dict[str, str]:

@@ -10,6 +10,7 @@ import sqlite3
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -57,19 +58,30 @@ class AuditWriteError(Exception):
         super().__init__(f"audit row not written: {reason}")
 
 
-def append_entries(conn: sqlite3.Connection, db_path: Path, entries: list[AuditEntry], key: bytes) -> None:
+def append_entries(conn: sqlite3.Connection, db_path: Path, entries: list[AuditEntry], key: bytes,
+                   committed: Callable[[], None] | None = None) -> None:
     """Append rows under the write lock, so writers in other processes (the approvals CLI) extend one chain.
 
-    The commit is synced before the head moves past it, so after a power loss the head can lag the rows
-    (which verify accepts) but never run ahead of them (which would read as rows removed).
+    `conn` comes from `audit_connection`: its commits are synced before the head moves past them, so after a
+    power loss the head can lag the rows (which verify accepts) but never run ahead of them (which would read
+    as rows removed). `committed` is called between the commit and the head's advance: the rows are durable by
+    then, and whoever waits for them need not wait for the head as well.
     """
-    conn.execute("PRAGMA synchronous=FULL")
     head = HeadFile(head_path(db_path), key)
     try:
         count, last = _append(conn, head, entries, key)
+        if committed is not None:
+            committed()
         head.advance(count, last)
     finally:
         head.close()
+
+
+def audit_connection(db_path: Path) -> sqlite3.Connection:
+    """A connection for appending to the chain: every commit synced (synchronous=FULL), set once per connection."""
+    conn = connect(db_path)
+    conn.execute("PRAGMA synchronous=FULL")
+    return conn
 
 
 def _append(conn: sqlite3.Connection, head: HeadFile, entries: list[AuditEntry], key: bytes) -> tuple[int, str]:
@@ -78,7 +90,7 @@ def _append(conn: sqlite3.Connection, head: HeadFile, entries: list[AuditEntry],
         last = conn.execute("SELECT id, row_hash FROM audit_log ORDER BY id DESC LIMIT 1").fetchone()
         row_id, prev = (last[0], last[1]) if last else (0, GENESIS)
         try:
-            head.check(conn, row_id)
+            head.check(conn, row_id, prev)
         except HeadError as exc:
             # Rows added on top would bury the evidence; the writer fails until someone looks.
             raise HeadError(f"{exc} (run: ai-suite audit verify)") from None
@@ -147,7 +159,7 @@ class AuditLog:
         """
         if self._task is not None and not self._task.done():
             return
-        self._conn = self._conn or connect(self.db_path)
+        self._conn = self._conn or audit_connection(self.db_path)
         self._queue = self._queue or asyncio.Queue()
         self._task = asyncio.get_running_loop().create_task(self._run(self._queue), name="audit-writer")
 
@@ -248,8 +260,15 @@ class AuditLog:
         """Write one batch and settle its waiters: committed, or AuditWriteError for any failure."""
         failure: BaseException | str = STOPPED
         committed = False
+        loop = asyncio.get_running_loop()
+
+        def settle_now() -> None:
+            # The waiters hear of the commit from the writing thread itself, before the head file moves on.
+            with contextlib.suppress(RuntimeError):  # the loop has closed while the thread wrote
+                loop.call_soon_threadsafe(_settle, batch)
+
         try:
-            await asyncio.to_thread(self._write, [entry for entry, _ in batch])
+            await asyncio.to_thread(self._write, [entry for entry, _ in batch], settle_now)
             committed = True
         except Exception as exc:
             # Keep serving; /health turns 503 and the middleware refuses calls that change something.
@@ -258,20 +277,29 @@ class AuditLog:
             failure = exc
         finally:
             if committed:
-                for _, waiter in batch:
-                    if waiter is not None and not waiter.done():
-                        waiter.set_result(None)
+                _settle(batch)
             else:
                 _fail_waiters(batch, failure)
 
-    def _write(self, batch: list[AuditEntry]) -> None:
+    def _write(self, batch: list[AuditEntry], committed: Callable[[], None] | None = None) -> None:
+        def written() -> None:
+            self.written += len(batch)
+            self.last_error = None
+            if committed is not None:
+                committed()
+
         with self._writing:
             if self._conn is None:
                 raise sqlite3.ProgrammingError("the audit log is closed")
             self._key = self._key or load_key(self.key_path)
-            append_entries(self._conn, self.db_path, batch, self._key)
-        self.written += len(batch)
-        self.last_error = None
+            append_entries(self._conn, self.db_path, batch, self._key, written)
+
+
+def _settle(batch: list[Queued]) -> None:
+    """Tell the batch's waiters that their rows are committed."""
+    for _, waiter in batch:
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
 
 def _fail_waiters(batch: list[Queued], failure: BaseException | str) -> None:
@@ -291,7 +319,7 @@ def _drain(queue: asyncio.Queue[Queued | None]) -> list[Queued | None]:
 def append_now(db_path: Path, entries: list[AuditEntry], key_path: Path | None = None) -> None:
     """Write entries synchronously (for CLI tools that have no event loop)."""
     key = load_key(key_path or default_key_path(db_path))
-    conn = connect(db_path)
+    conn = audit_connection(db_path)
     try:
         append_entries(conn, db_path, entries, key)
     finally:

@@ -114,51 +114,51 @@ def write_head(path: Path, head: Head, key: bytes) -> None:
 
 
 class HeadFile:
-    """The head checkpoint as the writer uses it: checked before a batch, advanced after its commit.
+    """The head checkpoint as the writer uses it: locked for a batch, checked before it, advanced after its commit.
 
-    It is opened per batch, so a head file replaced on disk is seen at once. An flock orders writers in
-    different processes, and the head only moves forward, so a slower writer never rewinds it.
+    It is opened per batch, so a head file replaced on disk is seen at once. An exclusive flock, held from the
+    check to the advance, orders writers in different processes; the head only moves forward.
     """
 
     def __init__(self, path: Path, key: bytes) -> None:
         self.path, self.key = path, key
+        self.head: Head | None = None
         try:
             self.fd = os.open(path, os.O_RDWR | os.O_NOFOLLOW)
         except FileNotFoundError:
             raise HeadError(f"the head checkpoint {path.name} is missing") from None
 
     def close(self) -> None:
+        """Close the file, which also drops the lock."""
         os.close(self.fd)
 
     def _read(self) -> Head:
         text = os.pread(self.fd, 4096, 0).decode("utf-8", "replace")
         return parse_head(text, self.key, self.path.name)
 
-    def check(self, conn: sqlite3.Connection, last_id: int) -> Head:
-        """Refuse to extend a chain that no longer reaches its head (rows removed or replaced)."""
-        fcntl.flock(self.fd, fcntl.LOCK_SH)
-        try:
-            head = self._read()
-        finally:
-            fcntl.flock(self.fd, fcntl.LOCK_UN)
+    def check(self, conn: sqlite3.Connection, last_id: int, last_hash: str) -> Head:
+        """Lock the head until `close`, and refuse to extend a chain that no longer reaches it (rows removed or
+        replaced); `last_id` and `last_hash` are the newest row's."""
+        fcntl.flock(self.fd, fcntl.LOCK_EX)
+        head = self.head = self._read()
         if head.count > last_id:
             raise HeadError(f"the audit log ends at row {last_id}, but its head checkpoint says {head.count}: "
                             "rows were removed")
-        if head.count:
+        if head.count == last_id:
+            found: str | None = last_hash
+        elif head.count:
             row = conn.execute("SELECT row_hash FROM audit_log WHERE id = ?", (head.count,)).fetchone()
-            if row is None or row[0] != head.row_hash:
-                raise HeadError(f"row {head.count} does not match the head checkpoint")
+            found = None if row is None else row[0]
+        if head.count and found != head.row_hash:
+            raise HeadError(f"row {head.count} does not match the head checkpoint")
         return head
 
     def advance(self, count: int, row_hash: str) -> None:
-        """Record row `count` as the newest, unless another writer has recorded a later one."""
-        fcntl.flock(self.fd, fcntl.LOCK_EX)
-        try:
-            current = self._read()
-            if current.count < count:
-                os.pwrite(self.fd, Head(count, row_hash, current.legacy).record(self.key), 0)
-        finally:
-            fcntl.flock(self.fd, fcntl.LOCK_UN)
+        """Record row `count` as the newest (the lock taken by `check` is still held)."""
+        if self.head is None:
+            raise HeadError("the head checkpoint was not checked before it was advanced")
+        if self.head.count < count:
+            os.pwrite(self.fd, Head(count, row_hash, self.head.legacy).record(self.key), 0)
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ import errno
 import os
 import secrets
 import stat
+import weakref
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,12 +21,27 @@ _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _ROOT_FLAGS = O_PATH | os.O_DIRECTORY | os.O_CLOEXEC
 
 
+# PathGuard.shared: per live settings object (by identity, as settings are not hashable), its guard.
+_SHARED: dict[int, tuple[weakref.ref[McpSettings], PathGuard]] = {}
+
+
 class MissingPathError(ToolError):
     """The path, or a folder on its way, does not exist (callers may add a hint such as create_parents)."""
 
 
 class PathGuard:
     """Resolves user paths against `working_dir` and refuses anything that lands outside the allowed roots."""
+
+    @classmethod
+    def shared(cls, settings: McpSettings) -> PathGuard:
+        """The one guard of these settings: roots and protected folders are resolved once, when it is first asked
+        for (as the tools' guards are when they are registered), not on every call that needs a guard."""
+        held = _SHARED.get(id(settings))
+        if held is not None and held[0]() is settings:
+            return held[1]
+        guard, key = cls(settings), id(settings)
+        _SHARED[key] = (weakref.ref(settings, lambda _: _SHARED.pop(key, None)), guard)
+        return guard
 
     def __init__(self, settings: McpSettings) -> None:
         self.roots = settings.roots()
@@ -37,6 +53,11 @@ class PathGuard:
     def is_allowed(self, path: Path) -> bool:
         """True when the (already resolved) path is a root or lies below one, and is not the suite's own data."""
         return any(_within(path, root) for root in self.roots) and not self.is_own_data(path)
+
+    @staticmethod
+    def contains(folder: str | Path, path: str | Path) -> bool:
+        """Whether `path` is `folder` or lies below it; both absolute and normalised (resolved or lexical)."""
+        return _within(path, folder)
 
     def is_own_data(self, path: Path) -> bool:
         """True for the suite's state, security folder and keys: a tool that could read the audit key could
@@ -269,8 +290,11 @@ class PathGuard:
             raise ToolError(f"{shown!r}: {self.display(ancestor)!r} is not a directory")
 
 
-def _within(path: Path, folder: Path) -> bool:
-    return path == folder or path.is_relative_to(folder)
+def _within(path: str | Path, folder: str | Path) -> bool:
+    """Whether `path` is `folder` or lies below it; both absolute and normalised (string prefixes by parts,
+    several times quicker than PurePath.is_relative_to, and it runs per parent folder on every write)."""
+    inside, outer = str(path), str(folder)
+    return inside == outer or inside.startswith(outer if outer.endswith("/") else outer + "/")
 
 
 @contextlib.contextmanager

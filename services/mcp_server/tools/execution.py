@@ -173,7 +173,7 @@ def _path_parts(arg: str) -> list[str]:
 
 def register(mcp: FastMCP, settings: McpSettings) -> None:
     """Add run_command and execute_python."""
-    guard = PathGuard(settings)
+    guard = PathGuard.shared(settings)
     if settings.python_sandbox == "none-unsafe":
         logger.warning("PYTHON_SANDBOX=none-unsafe: execute_python runs code without bubblewrap, on rlimits alone")
 

@@ -196,7 +196,7 @@ def system_info(guard: PathGuard, folder: Path) -> dict[str, Any]:
 
 def register(mcp: FastMCP, settings: McpSettings) -> None:
     """Add the six filesystem tools."""
-    guard = PathGuard(settings)
+    guard = PathGuard.shared(settings)
 
     @tool(mcp, "list_files")
     def list_files(

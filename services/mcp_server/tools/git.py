@@ -78,7 +78,7 @@ def staged_tree(git: GitRunner) -> str:
 def bind_staged_tree(settings: McpSettings, args: dict[str, Any]) -> dict[str, str]:
     """What an approval of git_commit is bound to: the tree staged in the repository `args` names."""
     working_dir = args.get("working_dir")
-    with GitRunner(settings, PathGuard(settings), working_dir if isinstance(working_dir, str) else None) as git:
+    with GitRunner(settings, PathGuard.shared(settings), working_dir if isinstance(working_dir, str) else None) as git:
         return {BOUND_TREE: staged_tree(git)}
 
 
@@ -112,7 +112,7 @@ def commit_index(git: GitRunner, message: str, approved_tree: str | None) -> str
 
 def register(mcp: FastMCP, settings: McpSettings) -> None:
     """Add the five git tools."""
-    guard = PathGuard(settings)
+    guard = PathGuard.shared(settings)
 
     @tool(mcp, "git_status")
     def git_status(working_dir: WorkingDir = None) -> dict[str, Any]:

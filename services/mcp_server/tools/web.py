@@ -140,7 +140,7 @@ async def _save(settings: McpSettings, path: str, working_dir: str | None, data:
     from services.mcp_server.guards.paths import PathGuard
 
     def write() -> str:
-        guard = PathGuard(settings)
+        guard = PathGuard.shared(settings)
         target = guard.resolve_new(path, working_dir)
         guard.make_dirs(target.parent)
         guard.write_atomic(target, data)

@@ -6,6 +6,7 @@ import asyncio
 import hashlib
 import sqlite3
 import threading
+from collections.abc import Callable
 from contextlib import closing
 from pathlib import Path
 
@@ -232,10 +233,10 @@ async def test_a_write_cut_short_is_reported_as_not_written(db_path: Path) -> No
     started, release = threading.Event(), threading.Event()
     real = log._write
 
-    def slow(batch: list[AuditEntry]) -> None:
+    def slow(batch: list[AuditEntry], committed: Callable[[], None] | None = None) -> None:
         started.set()
         release.wait(10)
-        real(batch)
+        real(batch, committed)
 
     log._write = slow  # type: ignore[method-assign]
     waiting = asyncio.create_task(log.record(AuditEntry("alice", "developer", "write_file", {}, "allowed")))
