@@ -18,7 +18,7 @@ COMPOSE := docker compose --env-file $(ENV_FILE)
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: vendor vendor-check screenshots help chaos install lock audit system-packages models run stop status test test-unit lint bench bench-serving llama-tools bench-gpu up-p1 up-p1-cpu up-p2 up-p2-cpu up-p3 up-p3-cpu up-p4 up-p4-cpu desktop up-monitoring mcp-dirs monitoring-dirs down logs clean
+.PHONY: vendor vendor-check screenshots help chaos install lock audit system-packages models run stop status test test-unit lint bench bench-serving bench-vectors llama-tools bench-gpu up-p1 up-p1-cpu up-p2 up-p2-cpu up-p3 up-p3-cpu up-p4 up-p4-cpu desktop up-monitoring mcp-dirs monitoring-dirs down logs clean
 
 help: ## Show the targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
@@ -115,6 +115,7 @@ bench: models ## Run the benchmarks; results go to docs/bench/
 	$(BIN)/python -m tests.bench.serving
 	$(BIN)/python -m tests.bench.monitoring
 	$(BIN)/python -m tests.bench.caches
+	$(BIN)/python -m tests.bench.vectors
 	$(BIN)/python -m tests.bench.web
 
 llama-tools: $(STAMP) ## Build llama-server and llama-batched-bench from the locked llama-cpp-python sdist (cached)
@@ -122,6 +123,9 @@ llama-tools: $(STAMP) ## Build llama-server and llama-batched-bench from the loc
 
 bench-serving: models ## Concurrent serving: the suite beside llama-server at 1-8 streams, and the prompt cache
 	$(BIN)/python -m tests.bench.serving
+
+bench-vectors: $(STAMP) ## The vector engine at 100k and 1M chunks: the embedded path beside Qdrant Edge (about 45 minutes)
+	$(BIN)/python -m tests.bench.vectors
 
 bench-gpu: models ## GPU token rates (needs llama-cpp-python built with CUDA; see docs/bench/gpu.md)
 	$(BIN)/python -m tests.bench.gpu
