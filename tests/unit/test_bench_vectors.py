@@ -50,7 +50,8 @@ def test_a_small_run_measures_both_engines_in_processes_of_their_own(
 
 
 def test_an_engine_that_outgrows_its_memory_cap_is_reported_as_not_finished(tmp_path: Path) -> None:
-    entry = vectors.measure(1000, 4, tmp_path, cap_gib=0.5, limit_s=60)
-    failed = [row for row in entry["engines"].values() if "failed" in row]
-    assert failed and all("failed after" in row["failed"] and row["memory_cap_gib"] == 0.5 for row in failed)
-    assert any(line.endswith("within 0.5 GiB.") for line in vectors.verdict({"sizes": [entry]}))
+    # 100 MiB of address space is less than either engine's libraries take, on any machine
+    entry = vectors.measure(1000, 4, tmp_path, cap_gib=0.1, limit_s=30)
+    rows = entry["engines"].values()
+    assert all("failed after" in row["failed"] and row["memory_cap_gib"] == 0.1 for row in rows), entry
+    assert [line for line in vectors.verdict({"sizes": [entry]}) if line.endswith("within 0.1 GiB.")]
