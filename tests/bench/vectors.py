@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import os
 import platform
@@ -58,13 +59,18 @@ def _unit(rows: np.ndarray) -> np.ndarray:
     return (rows / np.linalg.norm(rows, axis=-1, keepdims=True)).astype(np.float32)
 
 
+@functools.cache
+def _topics() -> np.ndarray:
+    return _unit(np.random.default_rng(1).standard_normal((TOPICS, DIM), dtype=np.float32))
+
+
 def block(index: int, size: int) -> np.ndarray:
     """Block `index` of unit vectors (always the same for the same index).
 
     Like real embeddings, they have structure: each document lies near one of TOPICS topics, and its chunks
     near the document (uniform random vectors would have no neighbours worth the name).
     """
-    topics = _unit(np.random.default_rng(1).standard_normal((TOPICS, DIM), dtype=np.float32))
+    topics = _topics()
     rng = np.random.default_rng(1000 + index)
     documents = -(-size // CHUNKS_PER_DOCUMENT)
     centres = _unit(topics[rng.integers(0, TOPICS, documents)] + rng.standard_normal((documents, DIM),
@@ -89,9 +95,10 @@ def document_of(number: int) -> str:
 def queries(total: int, count: int) -> np.ndarray:
     """Stored vectors with noise, at unit length."""
     rng = np.random.default_rng(7)
-    picks = rng.integers(0, total, count)
-    rows = np.stack([block(int(p) // BLOCK, min(BLOCK, total - (int(p) // BLOCK) * BLOCK))[int(p) % BLOCK]
-                     for p in picks])
+    picks = [int(p) for p in rng.integers(0, total, count)]
+    sizes = {index: size for index, _, size in blocks(total)}
+    made = {index: block(index, sizes[index]) for index in sorted({p // BLOCK for p in picks})}  # each once
+    rows = np.stack([made[p // BLOCK][p % BLOCK] for p in picks])
     return _unit(rows + rng.standard_normal(rows.shape, dtype=np.float32) * SPREAD * 0.5)
 
 
