@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import threading
+import time
 from pathlib import Path
 
 from services.gateway.conversations.items import NewItem
@@ -68,3 +71,25 @@ async def test_a_rewritten_answer_is_searched_by_its_new_text_and_deletes_cleanl
     assert await store.search("giraffe", 5) == []
     integrity = store._conn.execute("INSERT INTO items_fts (items_fts) VALUES ('integrity-check')")
     assert integrity.fetchall() == []
+
+
+async def test_a_burst_of_callers_queues_for_one_worker_thread(tmp_path: Path) -> None:
+    """The connection serves one call at a time, so a burst waits in a queue rather than parking a thread per
+    caller (each new thread costs the process a malloc arena that it keeps after the burst)."""
+    store = ConversationStore.open(tmp_path / "c.db")
+    seen: set[str] = set()
+    original = store._locked
+
+    def tracked(work, *args):  # type: ignore[no-untyped-def]
+        seen.add(threading.current_thread().name)
+        time.sleep(0.002)  # long enough that callers pile up behind the one running
+        return original(work, *args)
+
+    store._locked = tracked  # type: ignore[method-assign]
+    before = {t.ident for t in threading.enumerate()}
+    made = await asyncio.gather(*(store.create({"n": str(n)}, []) for n in range(24)))
+    assert len({conversation.id for conversation, _ in made}) == 24
+    started = [t for t in threading.enumerate() if t.ident not in before]
+    assert len(seen) == 1 and len(started) <= 1, (seen, [t.name for t in started])
+    store.close()
+    assert not any(t.is_alive() for t in started)
