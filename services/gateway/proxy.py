@@ -117,7 +117,9 @@ class Forwarder:
     async def _try_deployment(self, deployment: Deployment, path: str, payload: bytes, tries: int,
                               deadline: float, stream: bool, failures: list[Failure]) -> Response | None:
         """Up to `tries` attempts on one deployment; a final failure is appended to `failures`."""
-        last: BackendFailed | None = None
+        # What the last failure said, not the exception: its traceback holds this frame, and keeping it here
+        # would make a cycle that holds the upstream response until the garbage collector runs.
+        last: tuple[str, str | None] | None = None
         attempt = 0
         while attempt < tries and (remaining := deadline - time.monotonic()) > 0:
             if attempt:
@@ -127,7 +129,7 @@ class Forwarder:
             try:
                 response = await self._attempt(deployment, path, payload, deadline - time.monotonic(), stream)
             except BackendFailed as failure:
-                last = failure
+                last = (failure.reason, failure.retry_after)
                 self.metrics.attempts.labels(deployment.name, "failed").inc()
                 if self.router.cooldowns.remaining(deployment.api_base) <= 0:
                     self.metrics.cooldowns.labels(deployment.name).inc()
@@ -140,7 +142,7 @@ class Forwarder:
             self.metrics.attempts.labels(deployment.name, "ok").inc()
             return response
         if last is not None:
-            failures.append(Failure(deployment, last.reason, attempt, last.retry_after))
+            failures.append(Failure(deployment, last[0], attempt, last[1]))
         return None
 
     def _rewrite(self, body: dict, deployment: Deployment) -> bytes:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import time
+import types
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from urllib.parse import unquote
@@ -14,6 +16,7 @@ import pytest
 from asgi_lifespan import LifespanManager
 
 from services.gateway.app import create_app
+from services.gateway.proxy import BackendFailed
 from services.gateway.settings import GatewaySettings
 from tests.support.fake_openai import Behaviour, FakeBackend, ThreadedServer
 from tests.support.procs import free_port
@@ -267,6 +270,27 @@ async def test_backend_503_retry_after_is_kept(gw: httpx.AsyncClient, chat_b: Be
     assert response.status_code == 503
     assert response.headers["retry-after"] == "7"
     assert "chat says 503" in response.json()["error"]["message"]
+
+
+async def test_failed_attempts_leave_no_garbage_cycles(gw: httpx.AsyncClient, chat_b: Behaviour,
+                                                      code_b: Behaviour) -> None:
+    """A backend's 503 is the common answer under load: nothing of a failed attempt (its exception, frames, the
+    upstream response) may wait for the cyclic garbage collector, or a burst of them raises the memory high-water."""
+    chat_b.status = code_b.status = 503
+    gc.collect()
+    gc.set_debug(gc.DEBUG_SAVEALL)
+    try:
+        for stream in (False, True):
+            response = await gw.post("/v1/chat/completions", json={"model": "chat-7b", "messages": HI,
+                                                                   "stream": stream})
+            assert response.status_code == 503
+        gc.collect()
+        ours = [o for o in gc.garbage if isinstance(o, BackendFailed)
+                or (isinstance(o, types.FrameType) and "services/gateway" in o.f_code.co_filename)]
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+    assert not ours, [getattr(o, "f_code", o) for o in ours][:5]
 
 
 async def test_readiness_names_the_backend_that_is_down(backends: dict[str, FakeBackend], chat_b: Behaviour) -> None:
