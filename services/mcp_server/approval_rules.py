@@ -52,11 +52,11 @@ def git_control_write(settings: McpSettings, args: dict[str, Any]) -> str | None
 
 def _git_folder_above(path: str, guard: PathGuard) -> str | None:
     """The nearest folder at or above `path`, inside the allowed roots, that git would take for a git folder."""
-    if not guard.is_allowed(Path(path)):
+    root = next((str(root) for root in guard.roots if guard.contains(root, path)), None)
+    if root is None or guard.is_own_data(Path(path)):
         return None
     # Every folder between an allowed path and its root is allowed too (the suite's own data lies in no
     # allowed path's parents), so the walk only needs to stop at the root.
-    root = next(str(root) for root in guard.roots if guard.contains(root, path))
     folder = path
     while True:
         if _looks_like_git_folder(folder):

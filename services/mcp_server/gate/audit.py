@@ -262,13 +262,16 @@ class AuditLog:
         committed = False
         loop = asyncio.get_running_loop()
 
-        def settle_now() -> None:
-            # The waiters hear of the commit from the writing thread itself, before the head file moves on.
+        def durable() -> None:
+            # On the writing thread, as soon as the commit is synced and before the head file moves on: the
+            # counters first, so the guard never sees a stale error after a good write, then the waiters.
+            self.written += len(batch)
+            self.last_error = None
             with contextlib.suppress(RuntimeError):  # the loop has closed while the thread wrote
                 loop.call_soon_threadsafe(_settle, batch)
 
         try:
-            await asyncio.to_thread(self._write, [entry for entry, _ in batch], settle_now)
+            await asyncio.to_thread(self._write, [entry for entry, _ in batch], durable)
             committed = True
         except Exception as exc:
             # Keep serving; /health turns 503 and the middleware refuses calls that change something.
@@ -282,17 +285,12 @@ class AuditLog:
                 _fail_waiters(batch, failure)
 
     def _write(self, batch: list[AuditEntry], committed: Callable[[], None] | None = None) -> None:
-        def written() -> None:
-            self.written += len(batch)
-            self.last_error = None
-            if committed is not None:
-                committed()
-
+        """Append the batch on the calling thread; `committed` runs once its rows are durable."""
         with self._writing:
             if self._conn is None:
                 raise sqlite3.ProgrammingError("the audit log is closed")
             self._key = self._key or load_key(self.key_path)
-            append_entries(self._conn, self.db_path, batch, self._key, written)
+            append_entries(self._conn, self.db_path, batch, self._key, committed)
 
 
 def _settle(batch: list[Queued]) -> None:
