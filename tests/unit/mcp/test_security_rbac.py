@@ -167,3 +167,17 @@ def test_two_migrations_with_one_number_are_refused(tmp_path: Path, monkeypatch:
     monkeypatch.setattr(db, "MIGRATIONS", folder)
     with pytest.raises(db.SecurityDbError, match="share a number"):
         db.initialize(make_settings(tmp_path / "data"))
+
+
+def test_a_session_owner_token_is_read_by_fastmcp_without_conversion() -> None:
+    """FastMCP reads the caller's token several times per tool call (telemetry, component auth, sessions); a
+    token of its own type is used as it is, where an SDK token would be dumped and rebuilt on every read."""
+    from fastmcp.server.auth import AccessToken
+
+    from services.mcp_server.gate.http import session_owner
+    from services.mcp_server.gate.rbac import Identity
+
+    owner = session_owner(Identity("alice", "developer"), "aik_secret")
+    assert owner is not None and isinstance(owner.access_token, AccessToken)
+    assert owner.access_token.client_id == "alice" and owner.access_token.subject == db.hash_key("aik_secret")
+    assert session_owner(Identity("anonymous", "guest"), None) is None
