@@ -78,14 +78,14 @@ async def test_a_burst_of_callers_queues_for_one_worker_thread(tmp_path: Path) -
     caller (each new thread costs the process a malloc arena that it keeps after the burst)."""
     store = ConversationStore.open(tmp_path / "c.db")
     seen: set[str] = set()
-    original = store._locked
+    original = store._write
 
     def tracked(work, *args):  # type: ignore[no-untyped-def]
         seen.add(threading.current_thread().name)
         time.sleep(0.002)  # long enough that callers pile up behind the one running
         return original(work, *args)
 
-    store._locked = tracked  # type: ignore[method-assign]
+    store._write = tracked  # type: ignore[method-assign]
     before = {t.ident for t in threading.enumerate()}
     made = await asyncio.gather(*(store.create({"n": str(n)}, []) for n in range(24)))
     assert len({conversation.id for conversation, _ in made}) == 24

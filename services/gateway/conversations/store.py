@@ -6,7 +6,6 @@ import asyncio
 import functools
 import json
 import sqlite3
-import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -100,7 +99,6 @@ class ConversationStore:
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self._conn = conn
-        self._lock = threading.Lock()
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="conversation-store")
 
     @classmethod
@@ -116,16 +114,11 @@ class ConversationStore:
     def close(self) -> None:
         """Finish the calls already queued, stop the worker, close the connection."""
         self._worker.shutdown(wait=True)
-        with self._lock:
-            self._conn.close()
+        self._conn.close()
 
     async def _run(self, work: Callable[..., T], *args: Any) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._worker,
-                                                                 functools.partial(self._locked, work, *args))
-
-    def _locked(self, work: Callable[..., T], *args: Any) -> T:
-        with self._lock:
-            return work(*args)
+        """Run `work` on the worker; being the only thread that uses the connection, it needs no lock."""
+        return await asyncio.get_running_loop().run_in_executor(self._worker, functools.partial(work, *args))
 
     def _write(self, work: Callable[..., T], *args: Any) -> T:
         """Run `work` in one IMMEDIATE transaction; the commit (fsynced: synchronous=FULL) ends it."""
