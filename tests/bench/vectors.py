@@ -37,6 +37,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -82,6 +83,15 @@ def block(index: int, size: int) -> np.ndarray:
 def blocks(total: int) -> list[tuple[int, int, int]]:
     """(index, first point, size) of each block of `total` points."""
     return [(i, start, min(BLOCK, total - start)) for i, start in enumerate(range(0, total, BLOCK))]
+
+
+def batches(total: int, size: int = 1000) -> Iterator[list[tuple[uuid.UUID, list[float], dict[str, Any]]]]:
+    """(id, vector, payload) of every point, in batches of `size`, as the RAG service writes a document's chunks."""
+    for index, start, count in blocks(total):
+        rows = block(index, count)
+        for first in range(0, count, size):
+            yield [(point_id(start + n), rows[n].tolist(), {"document_id": document_of(start + n), "chunk": n})
+                   for n in range(first, min(first + size, count))]
 
 
 def point_id(number: int) -> uuid.UUID:
@@ -131,12 +141,8 @@ async def _embedded_build(folder: Path, total: int) -> None:
 
     store = _embedded_store(folder)
     await store.ensure_collection(COLLECTION, DIM)
-    for index, start, size in blocks(total):
-        rows = block(index, size)
-        for first in range(0, size, 1000):  # the RAG service writes a document's chunks in batches like these
-            await store.upsert(COLLECTION, [
-                Point(point_id(start + n), rows[n].tolist(), {"document_id": document_of(start + n), "chunk": n})
-                for n in range(first, min(first + 1000, size))])
+    for batch in batches(total):
+        await store.upsert(COLLECTION, [Point(number, vector, payload) for number, vector, payload in batch])
     await store.close()
 
 
@@ -165,13 +171,9 @@ def _edge_build(folder: Path, total: int) -> float:
     import qdrant_edge as edge
 
     shard = edge.EdgeShard.create(str(folder), _edge_config())
-    for index, start, size in blocks(total):
-        rows = block(index, size)
-        for first in range(0, size, 1000):
-            shard.update(edge.UpdateOperation.upsert_points([
-                edge.Point(str(point_id(start + n)), {"dense": rows[n].tolist()},
-                           {"document_id": document_of(start + n), "chunk": n})
-                for n in range(first, min(first + 1000, size))]))
+    for batch in batches(total):
+        shard.update(edge.UpdateOperation.upsert_points([
+            edge.Point(str(number), {"dense": vector}, payload) for number, vector, payload in batch]))
     shard.flush()
     begun = time.perf_counter()
     shard.optimize()
@@ -208,7 +210,7 @@ def child(opts: argparse.Namespace) -> None:
     resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
     folder = Path(opts.folder)
     result: dict[str, Any] = {}
-    if opts.step == "build":
+    if opts.child == "build":
         begun = time.perf_counter()
         if opts.engine == "embedded":
             asyncio.run(_embedded_build(folder, opts.size))
@@ -259,12 +261,10 @@ def run_step(engine: str, step: str, size: int, folder: Path, query_file: Path, 
     return dict(json.loads(done.stdout.strip().splitlines()[-1]))
 
 
-def percentile(values: list[float], share: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(share * (len(ordered) - 1))))]
-
-
 def measure(size: int, count: int, work: Path, cap_gib: float, limit_s: float = 4 * 3600) -> dict[str, Any]:
+    # here, not at the top: the measured child processes import this module and must not carry what it imports
+    from tests.bench.measure import summary_ms
+
     asked = queries(size, count)
     query_file = work / f"queries-{size}.npy"
     np.save(query_file, asked)
@@ -283,11 +283,11 @@ def measure(size: int, count: int, work: Path, cap_gib: float, limit_s: float = 
             continue
         found = asked_result.pop("found")
         recall = statistics.fmean(len(set(got) & set(want)) / TOP_K for got, want in zip(found, truth, strict=True))
-        latencies = asked_result.pop("latencies_ms")
+        latencies = summary_ms([ms / 1000 for ms in asked_result.pop("latencies_ms")])
         engines[engine] = {
             "build_s": built["build_s"], "index_s": built.get("index_s"), "build_peak_rss_mib": built["peak_rss_mib"],
             "startup_s": asked_result["startup_s"], "peak_rss_mib": asked_result["peak_rss_mib"],
-            "p50_ms": round(statistics.median(latencies), 2), "p95_ms": round(percentile(latencies, 0.95), 2),
+            "p50_ms": latencies["p50_ms"], "p95_ms": latencies["p95_ms"],
             "recall_at_10": round(recall, 3), "disk_mib": round(_disk(folder) / 2**20, 1),
         }
         shutil.rmtree(folder, ignore_errors=True)
@@ -342,12 +342,14 @@ def verdict(result: dict[str, Any]) -> list[str]:
             continue
         here, edge = engines["embedded"], engines["qdrant-edge"]
         if "failed" in here or "failed" in edge:
-            lines.extend(f"{entry['size']:,} chunks: {name} did not finish ({row['failed']}) within "
-                         f"{row['memory_cap_gib']} GiB." if "failed" in row else
-                         f"{entry['size']:,} chunks: {name} answers in {row['p50_ms']} ms (p50) after a "
-                         f"{row['startup_s']} s start, in {row['peak_rss_mib']} MiB, finding "
-                         f"{row['recall_at_10']:.1%} of the exact top 10."
-                         for name, row in engines.items())
+            for name, row in engines.items():
+                if "failed" in row:
+                    lines.append(f"{entry['size']:,} chunks: {name} did not finish ({row['failed']}) within "
+                                 f"{row['memory_cap_gib']} GiB.")
+                else:
+                    lines.append(f"{entry['size']:,} chunks: {name} answers in {row['p50_ms']} ms (p50) after a "
+                                 f"{row['startup_s']} s start, in {row['peak_rss_mib']} MiB, finding "
+                                 f"{row['recall_at_10']:.1%} of the exact top 10.")
             continue
         lines.append(
             f"{entry['size']:,} chunks: the embedded path answers in {here['p50_ms']} ms (p50) after a "
@@ -380,7 +382,6 @@ def main() -> None:
                                                                  key=lambda entry: entry["size"])})
         return
     if opts.child:
-        opts.step = opts.child
         child(opts)
         return
     with tempfile.TemporaryDirectory(prefix="vector-bench-", dir=os.environ.get("BENCH_TMP")) as tmp:
